@@ -1,0 +1,199 @@
+"""Save and load models: our format, official checkpoints, local paths and hub repos.
+
+Our format is a folder with ``config.json`` (``{"format": "adatok", "family": ..., "config": ...}``)
+and ``model.safetensors`` (whose metadata repeats the config, so the file alone also loads).
+Official checkpoints are recognised by their keys and converted by the family's pure
+``state_dict -> state_dict`` map; ``.bin``/``.pth`` files go through ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .config_utils import config_from_dict, config_to_dict
+from .convert_utils import check_against_model
+from .errors import CheckpointError, ConfigError
+from .registry import FAMILIES, PRESETS, Family, _ensure_loaded, create_model, family_of_config, get_preset
+
+FORMAT = "adatok"
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.bin")
+
+
+# ------------------------------------------------------------------------------------ save
+def save(model: torch.nn.Module, path) -> Path:
+    """Write ``model`` to folder ``path`` (config.json + model.safetensors), atomically per file."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    family = family_of_config(model.config)
+    meta = {"format": FORMAT, "format_version": 1, "family": family.name, "config": config_to_dict(model.config)}
+    text = json.dumps(meta, indent=2)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    _atomic_write(path / "model.safetensors", lambda f: save_file(state, f, metadata={"adatok": text}))
+    _atomic_write(path / "config.json", lambda f: Path(f).write_text(text + "\n"))
+    return path
+
+
+def _atomic_write(target: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+# ------------------------------------------------------------------------------------ read
+def read_state_dict(path) -> tuple[dict, Optional[dict]]:
+    """Tensors of a weight file, and our metadata if it has any. One-line errors name the file."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: empty file (an interrupted download?)")
+    if path.suffix == ".safetensors":
+        try:
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+            tensors = load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as e:
+            raise CheckpointError(f"{path}: not a readable safetensors file ({_first_line(e)}); truncated or corrupt?") from None
+        ours = json.loads(meta["adatok"]) if "adatok" in meta else None
+        return tensors, ours
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for a bad pickle/zip
+        raise CheckpointError(f"{path}: cannot read this checkpoint ({_first_line(e)}); truncated, or not a PyTorch file?") from None
+    for key in ("state_dict", "model", "ema"):  # common training-checkpoint wrappers
+        if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
+            obj = obj[key]
+            break
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"{path}: does not hold a state dict of tensors")
+    return obj, None
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip().splitlines()
+    return text[0][:200] if text else type(e).__name__
+
+
+def _weights_in_folder(folder: Path) -> Path:
+    for name in WEIGHT_FILES:
+        if (folder / name).exists():
+            return folder / name
+    raise CheckpointError(f"{folder}: no weight file (looked for {', '.join(WEIGHT_FILES)})")
+
+
+# ------------------------------------------------------------------------------------ load
+def load(name_or_path, weights=None, device="cpu") -> torch.nn.Module:
+    """Load a model, in eval mode.
+
+    ``name_or_path`` is a preset name (``"titok_l32"``), a folder (ours, or an official hub
+    folder with ``config.json`` + ``model.safetensors``), a weight file (``.safetensors``, ``.bin``,
+    ``.pth``; official files are recognised by their keys), or a hub repo id. ``weights`` gives the
+    weight file or folder for a preset name. Official checkpoints are converted on the fly.
+    """
+    _ensure_loaded()
+    name = str(name_or_path)
+    if name in PRESETS:
+        model = _load_preset(name, weights)
+    elif Path(name).exists():
+        model = _load_path(Path(name), preset_config=None)
+    elif _looks_like_repo_id(name):
+        model = _load_path(_download(name), preset_config=None)
+    else:
+        get_preset(name)  # raises the "unknown model ... did you mean" error
+        raise AssertionError("unreachable")
+    return model.to(device).eval()
+
+
+def _load_preset(name: str, weights) -> torch.nn.Module:
+    preset = get_preset(name)
+    if weights is not None:
+        return _load_path(Path(weights), preset_config=preset.config())
+    if preset.hub_repo:
+        return _load_path(_download(preset.hub_repo), preset_config=preset.config())
+    raise ConfigError(
+        f"{name!r} has no pretrained weights: use adatok.create_model({name!r}) for a randomly "
+        "initialised model, or pass weights=FILE"
+    )
+
+
+def _load_path(path: Path, preset_config) -> torch.nn.Module:
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such file or folder")
+    official_cfg = None
+    if path.is_dir():
+        cfg_file = path / "config.json"
+        if cfg_file.exists():
+            try:
+                official_cfg = json.loads(cfg_file.read_text())
+            except json.JSONDecodeError as e:
+                raise CheckpointError(f"{cfg_file}: invalid JSON ({e})") from None
+        state, ours = read_state_dict(_weights_in_folder(path))
+        ours = ours or (official_cfg if (official_cfg or {}).get("format") == FORMAT else None)
+        if ours:
+            official_cfg = None
+    else:
+        state, ours = read_state_dict(path)
+    source = str(path)
+    if ours:
+        family = FAMILIES.get(ours.get("family"))
+        if family is None:
+            raise CheckpointError(f"{source}: unknown model family {ours.get('family')!r}")
+        # our files carry their exact config: it wins over the preset's (which may differ by overrides)
+        config = config_from_dict(family.config_cls, ours["config"])
+        if preset_config is not None and family_of_config(preset_config) is not family:
+            raise CheckpointError(f"{source}: holds a {family.name} model, not the preset's family")
+        return _build_and_load(family, config, state, source)
+    family = _official_family(state, source)
+    config = preset_config or family.config_from_official(official_cfg, state, source)
+    return _build_and_load(family, config, family.convert_official(state, source), source)
+
+
+def _official_family(state: dict, source: str) -> Family:
+    for family in FAMILIES.values():
+        if family.is_official and family.is_official(state):
+            return family
+    # our own keys without metadata (e.g. a raw torch.save of model.state_dict()) are not enough
+    raise CheckpointError(
+        f"{source}: not a checkpoint adatok recognises (neither adatok metadata nor an official "
+        f"{'/'.join(FAMILIES)} layout); pass the preset name with weights=FILE if it is ours"
+    )
+
+
+def _build_and_load(family: Family, config, state: dict, source: str) -> torch.nn.Module:
+    model = create_model(config)
+    check_against_model(state, model, source)
+    model.load_state_dict(state, strict=True)
+    return model
+
+
+def _looks_like_repo_id(name: str) -> bool:
+    parts = name.split("/")
+    return len(parts) == 2 and all(parts) and not name.startswith((".", "/", "~"))
+
+
+def _download(repo_id: str) -> Path:
+    try:
+        from huggingface_hub import snapshot_download
+
+        folder = snapshot_download(repo_id, allow_patterns=["config.json", "*.safetensors", "*.bin"])
+    except Exception as e:
+        raise CheckpointError(
+            f"could not fetch {repo_id!r} from the hub ({_first_line(e)}); download it where the network is "
+            "reachable and pass the folder or file path instead"
+        ) from None
+    return Path(folder)

@@ -1,0 +1,1 @@
+"""Image tokenizers: images -> token ids -> images."""
