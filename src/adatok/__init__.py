@@ -13,7 +13,7 @@ Public API::
 """
 
 from .errors import AdatokError, CheckpointError, ConfigError, ImageLoadError, InputError
-from .hub import load, save
+from .hub import load, load_weights, save
 from .registry import create_model, get_config, list_models
 from .types import Tokens, TokenizerOutput
 
@@ -21,5 +21,5 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AdatokError", "CheckpointError", "ConfigError", "ImageLoadError", "InputError",
-    "create_model", "get_config", "list_models", "load", "save", "Tokens", "TokenizerOutput",
+    "create_model", "get_config", "list_models", "load", "load_weights", "save", "Tokens", "TokenizerOutput",
 ]

@@ -18,7 +18,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .config_utils import config_from_dict, config_to_dict
+from .config_utils import config_from_dict, config_to_dict, replace_config
 from .convert_utils import check_against_model
 from .errors import CheckpointError, ConfigError
 from .registry import FAMILIES, PRESETS, Family, _ensure_loaded, create_model, family_of_config, get_preset
@@ -97,70 +97,102 @@ def _weights_in_folder(folder: Path) -> Path:
 
 
 # ------------------------------------------------------------------------------------ load
-def load(name_or_path, weights=None, device="cpu") -> torch.nn.Module:
+def load(name_or_path, weights=None, device="cpu", **overrides) -> torch.nn.Module:
     """Load a model, in eval mode.
 
     ``name_or_path`` is a preset name (``"titok_l32"``), a folder (ours, or an official hub
     folder with ``config.json`` + ``model.safetensors``), a weight file (``.safetensors``, ``.bin``,
     ``.pth``; official files are recognised by their keys), or a hub repo id. ``weights`` gives the
     weight file or folder for a preset name. Official checkpoints are converted on the fly.
+
+    ``overrides`` replace config fields (dotted names reach nested ones, e.g.
+    ``**{"encoder.heads": 4}``): needed only for what a bare official file cannot tell, such as
+    the head count of a non-standard width (official sizes all use head dim 64).
     """
     _ensure_loaded()
     name = str(name_or_path)
     if name in PRESETS:
-        model = _load_preset(name, weights)
+        model = _load_preset(name, weights, overrides)
     elif Path(name).exists():
-        model = _load_path(Path(name), preset_config=None)
+        model = _load_path(Path(name), None, overrides)
     elif _looks_like_repo_id(name):
-        model = _load_path(_download(name), preset_config=None)
+        model = _load_path(_download(name), None, overrides)
     else:
         get_preset(name)  # raises the "unknown model ... did you mean" error
         raise AssertionError("unreachable")
     return model.to(device).eval()
 
 
-def _load_preset(name: str, weights) -> torch.nn.Module:
+def _load_preset(name: str, weights, overrides: dict) -> torch.nn.Module:
     preset = get_preset(name)
+    config = replace_config(preset.config(), **overrides)
     if weights is not None:
-        return _load_path(Path(weights), preset_config=preset.config())
+        return _load_path(Path(weights), config, {})
     if preset.hub_repo:
-        return _load_path(_download(preset.hub_repo), preset_config=preset.config())
+        return _load_path(_download(preset.hub_repo), config, {})
     raise ConfigError(
         f"{name!r} has no pretrained weights: use adatok.create_model({name!r}) for a randomly "
         "initialised model, or pass weights=FILE"
     )
 
 
-def _load_path(path: Path, preset_config) -> torch.nn.Module:
+def read_checkpoint(path: Path) -> tuple[dict, Optional[dict], Optional[dict]]:
+    """(state dict, our metadata or None, official config.json or None) of a file or folder."""
     if not path.exists():
         raise CheckpointError(f"{path}: no such file or folder")
-    official_cfg = None
-    if path.is_dir():
-        cfg_file = path / "config.json"
-        if cfg_file.exists():
-            try:
-                official_cfg = json.loads(cfg_file.read_text())
-            except json.JSONDecodeError as e:
-                raise CheckpointError(f"{cfg_file}: invalid JSON ({e})") from None
-        state, ours = read_state_dict(_weights_in_folder(path))
-        ours = ours or (official_cfg if (official_cfg or {}).get("format") == FORMAT else None)
-        if ours:
-            official_cfg = None
-    else:
+    if not path.is_dir():
         state, ours = read_state_dict(path)
-    source = str(path)
+        return state, ours, None
+    official_cfg = None
+    cfg_file = path / "config.json"
+    if cfg_file.exists():
+        try:
+            official_cfg = json.loads(cfg_file.read_text())
+        except json.JSONDecodeError as e:
+            raise CheckpointError(f"{cfg_file}: invalid JSON ({e})") from None
+    state, ours = read_state_dict(_weights_in_folder(path))
+    if (official_cfg or {}).get("format") == FORMAT:
+        ours, official_cfg = ours or official_cfg, None
+    return state, ours, official_cfg
+
+
+def to_model_state_dict(state: dict, ours: Optional[dict], source: str) -> tuple[Family, dict]:
+    """(family, state dict in our layout): official checkpoints are converted, ours pass through."""
     if ours:
         family = FAMILIES.get(ours.get("family"))
         if family is None:
             raise CheckpointError(f"{source}: unknown model family {ours.get('family')!r}")
-        # our files carry their exact config: it wins over the preset's (which may differ by overrides)
-        config = config_from_dict(family.config_cls, ours["config"])
-        if preset_config is not None and family_of_config(preset_config) is not family:
-            raise CheckpointError(f"{source}: holds a {family.name} model, not the preset's family")
-        return _build_and_load(family, config, state, source)
+        return family, state
     family = _official_family(state, source)
-    config = preset_config or family.config_from_official(official_cfg, state, source)
-    return _build_and_load(family, config, family.convert_official(state, source), source)
+    return family, family.convert_official(state, source)
+
+
+def load_weights(model: torch.nn.Module, path) -> torch.nn.Module:
+    """Load a checkpoint (ours or official, file or folder) into an existing ``model``, strictly."""
+    path = Path(path)
+    state, ours, _ = read_checkpoint(path)
+    _, state = to_model_state_dict(state, ours, str(path))
+    check_against_model(state, model, str(path))
+    model.load_state_dict(state, strict=True)
+    return model
+
+
+def _load_path(path: Path, preset_config, overrides: dict) -> torch.nn.Module:
+    source = str(path)
+    state, ours, official_cfg = read_checkpoint(path)
+    family, converted = to_model_state_dict(state, ours, source)
+    if preset_config is not None and family_of_config(preset_config) is not family:
+        raise CheckpointError(f"{source}: holds a {family.name} model, not a {type(preset_config).__name__} one")
+    if ours:
+        # our files carry their exact config: it wins over a preset's (which may differ by overrides)
+        config = config_from_dict(family.config_cls, ours["config"])
+    else:
+        config = preset_config or family.config_from_official(official_cfg, state, source)
+    config = replace_config(config, **overrides) if overrides else config
+    model = create_model(config)
+    check_against_model(converted, model, source)
+    model.load_state_dict(converted, strict=True)
+    return model
 
 
 def _official_family(state: dict, source: str) -> Family:
@@ -172,13 +204,6 @@ def _official_family(state: dict, source: str) -> Family:
         f"{source}: not a checkpoint adatok recognises (neither adatok metadata nor an official "
         f"{'/'.join(FAMILIES)} layout); pass the preset name with weights=FILE if it is ours"
     )
-
-
-def _build_and_load(family: Family, config, state: dict, source: str) -> torch.nn.Module:
-    model = create_model(config)
-    check_against_model(state, model, source)
-    model.load_state_dict(state, strict=True)
-    return model
 
 
 def _looks_like_repo_id(name: str) -> bool:

@@ -1,0 +1,1 @@
+"""The ``adatok`` command line."""

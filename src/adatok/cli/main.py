@@ -1,0 +1,42 @@
+"""``adatok`` entry point: sub-commands, and one-line errors instead of tracebacks."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from ..errors import AdatokError
+from . import convert, models, reconstruct, tokenize
+
+COMMANDS = [models, tokenize, reconstruct, convert]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="adatok",
+        description="Adaptive image tokens: tokenize and reconstruct images with TiTok (ALIT and "
+        "ImagePiece to come). Images of any size/mode are converted to RGB, resized (shorter side, "
+        "bicubic) and center-cropped to the model's size.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in COMMANDS:
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except AdatokError as e:
+        print(f"adatok: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("adatok: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # an unexpected bug: keep the traceback when asked for it
+        if os.environ.get("ADATOK_DEBUG"):
+            raise
+        print(f"adatok: internal error: {type(e).__name__}: {e} (set ADATOK_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 1

@@ -1,0 +1,39 @@
+"""``adatok models``: the preset table."""
+
+from __future__ import annotations
+
+import torch
+
+from ..registry import create_model, get_config, get_preset, list_models
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("models", help="list the model presets")
+    p.add_argument("pattern", nargs="?", default="", help="only names containing this text")
+    p.set_defaults(func=run)
+
+
+def describe(name: str) -> dict:
+    preset, cfg = get_preset(name), get_config(name)
+    with torch.device("meta"):  # count parameters without allocating them
+        params = sum(p.numel() for p in create_model(cfg).parameters())
+    return {
+        "name": name,
+        "tokens": cfg.num_tokens,
+        "image": cfg.image_size,
+        "quantizer": f"VQ {cfg.codebook_size}x{cfg.token_dim}" if cfg.quantizer == "vq" else f"KL {cfg.token_dim}ch",
+        "params": f"{params / 1e6:.1f}M",
+        "weights": preset.hub_repo or "-",
+        "reported": preset.reported or "-",
+        "description": preset.description,
+    }
+
+
+def run(args) -> int:
+    rows = [describe(n) for n in list_models(args.pattern)]
+    cols = ["name", "tokens", "image", "quantizer", "params", "reported", "weights"]
+    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in cols} if rows else {}
+    print("  ".join(c.ljust(widths[c]) for c in cols))
+    for r in rows:
+        print("  ".join(str(r[c]).ljust(widths[c]) for c in cols))
+    return 0

@@ -1,0 +1,51 @@
+"""``adatok reconstruct``: encode + decode images, write PNGs, print PSNR."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..data.images import save_image
+from ..eval.metrics import psnr
+from .common import add_model_args, autocast, image_batches, load_model, progress
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("reconstruct", help="encode and decode images; write PNGs and print PSNR")
+    p.add_argument("images", nargs="+", help="image files or folders (searched recursively)")
+    add_model_args(p)
+    p.add_argument("--out", required=True, help="output folder for <name>_recon.png files")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    model = load_model(args)
+    device = next(model.parameters()).device
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    scores, failed = [], 0
+    total, batches = image_batches(args, model.image_size)
+    bar = progress(total, "reconstruct")
+    with torch.inference_mode(), autocast(args, device):
+        for paths, batch, errors in batches:
+            failed += len(errors)
+            bar.update(len(paths) + len(errors))
+            if not paths:
+                continue
+            batch = batch.to(device)
+            tokens = model.encode(batch)
+            recon = model.decode(tokens).float()
+            values = psnr(recon, batch.float()).tolist()
+            for path, image, value, length in zip(paths, recon, values, tokens.lengths.tolist()):
+                target = out / f"{Path(path).stem}_recon.png"
+                save_image(image, target)
+                scores.append(value)
+                print(f"{path}\t{length} tokens\tPSNR {value:.2f} dB\t-> {target}")
+    bar.close()
+    if scores:
+        print(f"mean PSNR {sum(scores) / len(scores):.2f} dB over {len(scores)} image(s)"
+              + (f"; {failed} file(s) skipped" if failed else ""))
+    else:
+        print(f"adatok: no image could be read ({failed} failed)")
+    return 1 if failed or not scores else 0

@@ -1,0 +1,60 @@
+"""``adatok tokenize``: images -> one file of token ids (+ lengths) for many images."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+
+from ..errors import ConfigError
+from .common import add_model_args, autocast, image_batches, load_model, progress
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("tokenize", help="encode images to token ids")
+    p.add_argument("images", nargs="+", help="image files or folders (searched recursively)")
+    add_model_args(p)
+    p.add_argument("--out", required=True, help="output file: .safetensors (default) or .npz")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    out = Path(args.out)
+    if out.suffix not in (".safetensors", ".npz"):
+        raise ConfigError(f"--out {out}: use a .safetensors or .npz file name")
+    model = load_model(args)
+    device = next(model.parameters()).device
+    ids, lengths, codes, names, failed = [], [], [], [], 0
+    total, batches = image_batches(args, model.image_size)
+    bar = progress(total, "tokenize")
+    with torch.inference_mode(), autocast(args, device):
+        for paths, batch, errors in batches:
+            failed += len(errors)
+            bar.update(len(paths) + len(errors))
+            if not paths:
+                continue
+            tokens = model.encode(batch.to(device))
+            names += [str(p) for p in paths]
+            lengths.append(tokens.lengths.cpu())
+            (ids if tokens.ids is not None else codes).append(
+                (tokens.ids if tokens.ids is not None else tokens.codes.float()).cpu()
+            )
+    bar.close()
+    if not names:
+        print(f"adatok: no image could be read ({failed} failed)")
+        return 1
+    tensors = {"lengths": torch.cat(lengths)}
+    tensors["ids" if ids else "codes"] = torch.cat(ids or codes)
+    meta = {"model": str(args.model), "paths": names, "num_tokens": int(tensors["lengths"].max())}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".npz":
+        np.savez(out, **{k: v.numpy() for k, v in tensors.items()}, paths=np.array(names), model=str(args.model))
+    else:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(out), metadata={"adatok": json.dumps(meta)})
+    for name, length in zip(names, tensors["lengths"].tolist()):
+        print(f"{name}\t{length} tokens")
+    print(f"wrote {len(names)} image(s) to {out}" + (f"; {failed} file(s) skipped" if failed else ""))
+    return 1 if failed else 0
