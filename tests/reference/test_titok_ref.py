@@ -15,7 +15,7 @@ try:  # works whether or not tests/ itself is a package
 except ImportError:  # pragma: no cover
     from tests.reference import titok_ref as R
 
-TSV = Path("/work/shared/specs/titok_keys/tokenizer_titok_s128.tsv")
+TSV = Path(__file__).resolve().parent / "keys" / "tokenizer_titok_s128.tsv"  # copied from shared/specs/titok_keys
 
 # Shrunk configuration: width 64, depth 2, heads 4, 8 tokens, token size 12, image 32 (grid 2), pixel channels 32.
 SMALL = dict(enc_width=64, enc_depth=2, dec_width=64, dec_depth=2, num_tokens=8, token_size=12, codebook_size=256,

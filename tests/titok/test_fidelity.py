@@ -123,13 +123,10 @@ def test_load_plain_bin_and_hub_folder(tmp_path, images):
 def test_key_table_covers_the_real_s128_checkpoint():
     """Every key of the official titok_s128 checkpoint (specs/titok_keys) maps onto our model
     with the same number of elements, and nothing of ours is left unfilled."""
-    tsv = Path(__file__).parents[2] / ".." / "shared" / "specs" / "titok_keys" / "tokenizer_titok_s128.tsv"
-    if not tsv.exists():  # the spec lives beside the repository; the shapes are regenerated below otherwise
-        shapes = ref.official_titok_shapes(enc_width=512, enc_depth=8, dec_width=512, dec_depth=8, num_tokens=128,
-                                           token_size=12, codebook_size=4096)
-    else:
-        rows = [line.split("\t") for line in tsv.read_text().splitlines()[1:] if line.strip()]
-        shapes = {k: tuple(int(x) for x in s.strip("()").split(",") if x.strip()) for k, s, _ in rows}
+    tsv = Path(__file__).parents[1] / "reference" / "keys" / "tokenizer_titok_s128.tsv"
+    rows = [line.split("\t") for line in tsv.read_text().splitlines()[1:] if line.strip()]
+    shapes = {k: tuple(int(x) for x in s.strip("()").split(",") if x.strip()) for k, s, _ in rows}
+    assert len(shapes) == 308
     official = {k: torch.empty(s, device="meta") for k, s in shapes.items()}
     converted = convert_official_state_dict(official)
     with torch.device("meta"):

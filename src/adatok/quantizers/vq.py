@@ -56,7 +56,9 @@ class VectorQuantizer(nn.Module):
             zq = F.embedding(ids, codebook)
             commitment = self.beta * (zq.detach() - z).pow(2).mean()
             codebook_loss = (zq - z.detach()).pow(2).mean()
-            codes = z + (zq - z).detach()
+            # Straight-through only where a gradient can flow: otherwise return the code vectors
+            # themselves, so decoding Tokens equals decoding their ids bit for bit.
+            codes = z + (zq - z).detach() if z.requires_grad else zq
         return QuantizerOutput(
             codes=codes,
             ids=ids,

@@ -1,0 +1,320 @@
+"""MaskGIT-VQGAN: the 2D conv VQ autoencoder TiTok uses as proxy-code teacher and pixel decoder.
+
+Layout and quirks follow the official checkpoint ``maskgit-vqgan-imagenet-f16-256.bin`` (spec
+titok.md §7): ``MaskGITVQGAN().state_dict()`` has exactly the official keys, and ``PixelDecoder``
+alone has the official ``decoder.*`` keys without the prefix (TiTok's ``pixel_decoder.*``).
+
+Shapes (f = 2 ** (len(channel_mult) - 1), h = H / f, w = W / f, z = z_channels, V = codebook_size):
+    images  B x 3 x H x W float in [0, 1] (no normalisation inside)
+    latents B x z x h x w          ids B x (h*w) int64, row-major
+    probs   B x V x h x w (softmax over V) for the soft-code path
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from adatok.errors import ConfigError, InputError
+
+_GN_GROUPS = 32
+
+
+def _positive_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v > 0
+
+
+@dataclass(frozen=True)
+class MaskGITVQGANConfig:
+    """Architecture of the MaskGIT-VQGAN; the defaults are the official (fixed) f16 model."""
+
+    base_channels: int = 128
+    channel_mult: tuple = (1, 1, 2, 2, 4)
+    num_res_blocks: int = 2
+    z_channels: int = 256
+    codebook_size: int = 1024
+    commitment_cost: float = 0.25
+    image_size: int = 256
+
+    def __post_init__(self):
+        object.__setattr__(self, "channel_mult", tuple(self.channel_mult))
+        for name in ("base_channels", "num_res_blocks", "z_channels", "codebook_size", "image_size"):
+            if not _positive_int(getattr(self, name)):
+                raise ConfigError(f"MaskGITVQGANConfig.{name}={getattr(self, name)!r}: must be a positive int")
+        if not self.channel_mult or not all(_positive_int(m) for m in self.channel_mult):
+            raise ConfigError(f"MaskGITVQGANConfig.channel_mult={self.channel_mult!r}: must be positive ints")
+        bad = [self.base_channels * m for m in self.channel_mult if self.base_channels * m % _GN_GROUPS]
+        if bad:
+            raise ConfigError(f"MaskGITVQGANConfig: widths {bad} (base_channels*channel_mult) must be divisible by "
+                              f"{_GN_GROUPS} for GroupNorm({_GN_GROUPS}); pick base_channels divisible by {_GN_GROUPS}")
+        beta = self.commitment_cost
+        if not (isinstance(beta, (int, float)) and math.isfinite(beta) and beta >= 0):
+            raise ConfigError(f"MaskGITVQGANConfig.commitment_cost={beta!r}: must be a finite number >= 0")
+        if self.image_size % self.downsample_factor:
+            raise ConfigError(f"MaskGITVQGANConfig.image_size={self.image_size}: must be divisible by "
+                              f"the downsampling factor {self.downsample_factor}")
+
+    @property
+    def downsample_factor(self) -> int:
+        return 2 ** (len(self.channel_mult) - 1)
+
+    @property
+    def latent_size(self) -> int:
+        return self.image_size // self.downsample_factor
+
+
+def same_padding(kernel: int, stride: int, size: int, dilation: int = 1) -> tuple[int, int]:
+    """TensorFlow "SAME" padding (before, after) for one spatial dim: the smaller half goes first."""
+    total = max((-(-size // stride) - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
+    return total // 2, total - total // 2
+
+
+class Conv2dSame(nn.Conv2d):
+    """Conv2d with TF "SAME" padding (output size = ceil(input / stride)).
+
+    With stride 1 the padding does not depend on the input size, and when it is even (3x3 -> 1, 1x1 -> 0)
+    it is symmetric, so it is handed to the conv itself: no F.pad copy on the hot path. Only the
+    asymmetric cases (even kernels, stride > 1) pad explicitly, computed per input size.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, dilation=1, bias=True):
+        k, s, d = (nn.modules.utils._pair(v) for v in (kernel_size, stride, dilation))
+        static = all(si == 1 and (ki - 1) * di % 2 == 0 for ki, si, di in zip(k, s, d))
+        padding = tuple((ki - 1) * di // 2 for ki, di in zip(k, d)) if static else 0
+        super().__init__(in_channels, out_channels, k, stride=s, padding=padding, dilation=d, bias=bias)
+        self._static_padding = static
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._static_padding:
+            return super().forward(x)
+        ph = same_padding(self.kernel_size[0], self.stride[0], x.shape[-2], self.dilation[0])
+        pw = same_padding(self.kernel_size[1], self.stride[1], x.shape[-1], self.dilation[1])
+        if ph[0] == ph[1] and pw[0] == pw[1]:  # symmetric for this size: still no copy
+            padding = (ph[0], pw[0])
+        else:
+            x, padding = F.pad(x, (pw[0], pw[1], ph[0], ph[1])), (0, 0)
+        return F.conv2d(x, self.weight, self.bias, self.stride, padding, self.dilation, self.groups)
+
+
+def _norm(channels: int) -> nn.GroupNorm:
+    return nn.GroupNorm(_GN_GROUPS, channels, eps=1e-6)  # official eps is 1e-6, not PyTorch's 1e-5
+
+
+def _silu(x: torch.Tensor) -> torch.Tensor:
+    # In-place is only safe without autograd (SiLU's backward needs its input, the GN output).
+    return F.silu(x, inplace=not torch.is_grad_enabled())
+
+
+def _like_weight(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Give x the memory format of the module (NCHW, or channels_last after ``.to(memory_format=...)``)."""
+    if weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous():
+        return x.contiguous(memory_format=torch.channels_last)
+    return x.contiguous()
+
+
+class ResnetBlock(nn.Module):
+    """GN-SiLU-conv3x3 twice (no conv biases, dropout 0), then the residual.
+
+    Quirk kept from the original MaskGIT (JAX): when cin != cout the input is DISCARDED and
+    "out = h + nin_shortcut(h)" with a 1x1 cout -> cout conv applied to h; the checkpoint's
+    nin_shortcut shape (cout, cout, 1, 1) forces it. When cin == cout: out = x + h.
+    """
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.norm1 = _norm(cin)
+        self.conv1 = Conv2dSame(cin, cout, 3, bias=False)
+        self.norm2 = _norm(cout)
+        self.conv2 = Conv2dSame(cout, cout, 3, bias=False)
+        self.nin_shortcut = Conv2dSame(cout, cout, 1, bias=False) if cin != cout else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(_silu(self.norm1(x)))
+        h = self.conv2(_silu(self.norm2(h)))
+        if self.nin_shortcut is None:
+            return h.add_(x)  # h is a fresh conv output nobody saved for backward: in-place is safe
+        return self.nin_shortcut(h).add_(h)  # the quirk: shortcut of h, not of x
+
+
+class _Level(nn.Module):
+    """One resolution: ``block`` (num_res_blocks ResnetBlocks, the first maps cin -> cout)."""
+
+    def __init__(self, cin: int, cout: int, num_blocks: int, upsample: bool = False):
+        super().__init__()
+        self.block = nn.ModuleList([ResnetBlock(cin if j == 0 else cout, cout) for j in range(num_blocks)])
+        self.upsample_conv = Conv2dSame(cout, cout, 3) if upsample else None
+
+
+class PixelEncoder(nn.Module):
+    """Images -> latents. conv_in (no bias), levels with avg-pool 2x2 after all but the last, mid, GN-SiLU-conv_out 1x1.
+
+    Shapes: images B x 3 x H x W in [0, 1] -> latents B x z x H/f x W/f.
+    """
+
+    def __init__(self, config: MaskGITVQGANConfig):
+        super().__init__()
+        c, mult = config.base_channels, config.channel_mult
+        in_mult = (1,) + mult
+        self.conv_in = Conv2dSame(3, c, 3, bias=False)  # the official encoder conv_in has no bias
+        self.down = nn.ModuleList([_Level(c * in_mult[i], c * m, config.num_res_blocks) for i, m in enumerate(mult)])
+        top = c * mult[-1]
+        self.mid = nn.ModuleList([ResnetBlock(top, top) for _ in range(2)])
+        self.norm_out = _norm(top)
+        self.conv_out = Conv2dSame(top, config.z_channels, 1)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        h = self.conv_in(_like_weight(images, self.conv_in.weight))
+        last = len(self.down) - 1
+        for i, level in enumerate(self.down):
+            for block in level.block:
+                h = block(h)
+            if i < last:
+                h = F.avg_pool2d(h, kernel_size=2, stride=2)
+        for block in self.mid:
+            h = block(h)
+        return self.conv_out(_silu(self.norm_out(h))).contiguous()
+
+
+class PixelDecoder(nn.Module):
+    """Codes -> images: conv_in (bias), mid, levels L-1..0 (nearest x2 + upsample_conv after all but level 0), out.
+
+    ``up[i]`` is indexed by level (as in the checkpoint) but run from the top level down.
+    Shapes: codes B x z x h x w -> images B x 3 x h*f x w*f (unclamped).
+    """
+
+    def __init__(self, config: MaskGITVQGANConfig):
+        super().__init__()
+        c, mult = config.base_channels, config.channel_mult
+        top = c * mult[-1]
+        self.conv_in = Conv2dSame(config.z_channels, top, 3)
+        self.mid = nn.ModuleList([ResnetBlock(top, top) for _ in range(2)])
+        cins = [c * m for m in mult[1:]] + [top]  # level i reads level i+1's output (top for the last)
+        self.up = nn.ModuleList([_Level(cins[i], c * m, config.num_res_blocks, i > 0) for i, m in enumerate(mult)])
+        self.norm_out = _norm(c * mult[0])
+        self.conv_out = Conv2dSame(c * mult[0], 3, 3)
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        h = self.conv_in(_like_weight(codes, self.conv_in.weight))
+        for block in self.mid:
+            h = block(h)
+        for i in reversed(range(len(self.up))):
+            level = self.up[i]
+            for block in level.block:
+                h = block(h)
+            if level.upsample_conv is not None:
+                h = level.upsample_conv(F.interpolate(h, scale_factor=2.0, mode="nearest"))
+        return self.conv_out(_silu(self.norm_out(h))).contiguous()
+
+
+def soft_codes(probs: torch.Tensor, codebook_weight: torch.Tensor) -> torch.Tensor:
+    """Expected code vectors under a distribution over the codebook (TiTok's legacy pixel path).
+
+    Shapes: probs B x V x h x w (softmax over V), codebook_weight V x z -> B x z x h x w.
+    """
+    return torch.einsum("bvhw,vc->bchw", probs, codebook_weight.to(probs.dtype)).contiguous()
+
+
+def ids_to_grid(ids: torch.Tensor) -> torch.Tensor:
+    """B x N (N a perfect square, row-major) or B x h x w -> B x h x w; InputError otherwise."""
+    if ids.dim() == 3:
+        return ids
+    n = ids.shape[-1] if ids.dim() == 2 else -1
+    side = math.isqrt(n) if n > 0 else 0
+    if side * side != n or n <= 0:
+        raise InputError(f"ids of shape {tuple(ids.shape)}: expected B x N with N a perfect square, or B x h x w")
+    return ids.reshape(ids.shape[0], side, side)
+
+
+@dataclass
+class MaskGITVQGANOutput:
+    """Training forward of MaskGITVQGAN.
+
+    Shapes: images B x 3 x H x W (unclamped); ids B x (h*w) int64; codes B x z x h x w (straight-through);
+    latents B x z x h x w (encoder output); quantizer_loss scalar (commitment * beta + codebook term).
+    """
+
+    images: torch.Tensor
+    ids: torch.Tensor
+    codes: torch.Tensor
+    latents: torch.Tensor
+    quantizer_loss: torch.Tensor
+
+
+class MaskGITVQGAN(nn.Module):
+    """The MaskGIT-VQGAN (encoder, nearest-neighbour VQ, decoder) with the official state-dict layout.
+
+    Shapes: see the module docstring; ids are row-major over the h x w latent grid.
+    """
+
+    def __init__(self, config: MaskGITVQGANConfig | None = None):
+        super().__init__()
+        config = config if config is not None else MaskGITVQGANConfig()
+        self.config = config
+        self.encoder = PixelEncoder(config)
+        self.decoder = PixelDecoder(config)
+        self.quantize = nn.Module()  # holder so the key is "quantize.embedding.weight"
+        self.quantize.embedding = nn.Embedding(config.codebook_size, config.z_channels)
+
+    @property
+    def codebook(self) -> torch.Tensor:
+        return self.quantize.embedding.weight
+
+    def encode_latents(self, images: torch.Tensor) -> torch.Tensor:
+        """Images B x 3 x H x W in [0, 1] -> continuous latents B x z x h x w."""
+        return self.encoder(images)
+
+    def quantize_latents(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Nearest codebook row by squared L2 (first index on ties), always in float32.
+
+        Shapes: z B x z x h x w -> (ids B x (h*w) int64, codes B x z x h x w float32 codebook rows).
+        """
+        b, c, h, w = z.shape
+        with torch.autocast(device_type=z.device.type, enabled=False):
+            flat = z.permute(0, 2, 3, 1).reshape(-1, c).float()
+            emb = self.codebook.float()
+            # |z|^2 + |e|^2 - 2 z.e, as the official code; argmin returns the first minimum.
+            dist = torch.addmm(emb.pow(2).sum(1), flat, emb.t(), alpha=-2.0).add_(flat.pow(2).sum(1, keepdim=True))
+            ids = dist.argmin(dim=1).view(b, h * w)
+            codes = F.embedding(ids.view(b, h, w), emb).permute(0, 3, 1, 2).contiguous()
+        return ids, codes
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """Images B x 3 x H x W in [0, 1] -> ids B x (h*w) int64 (TiTok's stage-1 proxy codes)."""
+        return self.quantize_latents(self.encode_latents(images))[0]
+
+    def codes_from_ids(self, ids: torch.Tensor) -> torch.Tensor:
+        """ids B x N (N square) or B x h x w -> codebook rows B x z x h x w."""
+        return F.embedding(ids_to_grid(ids), self.codebook).permute(0, 3, 1, 2).contiguous()
+
+    def decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
+        """Codes B x z x h x w -> images B x 3 x H x W, unclamped."""
+        return self.decoder(codes)
+
+    def decode_ids(self, ids: torch.Tensor) -> torch.Tensor:
+        """ids B x N (N square) or B x h x w -> images clamped to [0, 1] (as the official ``decode``)."""
+        if ids.dtype.is_floating_point or ids.dtype == torch.bool or ids.is_complex():
+            raise InputError(f"ids have dtype {ids.dtype}: pass integer token ids (int64)")
+        grid = ids_to_grid(ids)
+        v = self.config.codebook_size
+        if grid.numel() and bool(((grid < 0) | (grid >= v)).any()):
+            raise InputError(f"ids out of range: values must lie in [0, {v}) (codebook_size)")
+        return self.decode_codes(self.codes_from_ids(grid.long())).clamp_(0.0, 1.0)
+
+    def decode_soft(self, probs: torch.Tensor) -> torch.Tensor:
+        """probs B x V x h x w (softmax over V) -> images B x 3 x H x W (unclamped) via soft codes."""
+        return self.decode_codes(soft_codes(probs, self.codebook))
+
+    def forward(self, images: torch.Tensor) -> MaskGITVQGANOutput:
+        """Training path: encode, quantize with straight-through, decode; VQ loss in float32."""
+        latents = self.encode_latents(images)
+        ids, zq = self.quantize_latents(latents)
+        z = latents.float()
+        commitment = F.mse_loss(z, zq.detach())  # pulls the encoder towards its code
+        codebook = F.mse_loss(zq, z.detach())  # pulls the code towards the encoder output
+        loss = self.config.commitment_cost * commitment + codebook
+        codes = z + (zq - z).detach()  # straight-through: forward = zq, gradient -> encoder
+        return MaskGITVQGANOutput(self.decode_codes(codes), ids, codes, latents, loss)
