@@ -129,7 +129,7 @@ def _load_preset(name: str, weights, overrides: dict) -> torch.nn.Module:
     if weights is not None:
         return _load_path(Path(weights), config, {})
     if preset.hub_repo:
-        return _load_path(_download(preset.hub_repo), config, {})
+        return _load_path(_download(preset.hub_repo, preset.hub_file), config, {})
     raise ConfigError(
         f"{name!r} has no pretrained weights: use adatok.create_model({name!r}) for a randomly "
         "initialised model, or pass weights=FILE"
@@ -182,7 +182,8 @@ def _load_path(path: Path, preset_config, overrides: dict) -> torch.nn.Module:
     state, ours, official_cfg = read_checkpoint(path)
     family, converted = to_model_state_dict(state, ours, source)
     if preset_config is not None and family_of_config(preset_config) is not family:
-        raise CheckpointError(f"{source}: holds a {family.name} model, not a {type(preset_config).__name__} one")
+        wanted = family_of_config(preset_config).name
+        raise CheckpointError(f"{source}: holds a {family.name} model, not a {wanted} one — wrong file for this preset?")
     if ours:
         # our files carry their exact config: it wins over a preset's (which may differ by overrides)
         config = config_from_dict(family.config_cls, ours["config"])
@@ -211,10 +212,12 @@ def _looks_like_repo_id(name: str) -> bool:
     return len(parts) == 2 and all(parts) and not name.startswith((".", "/", "~"))
 
 
-def _download(repo_id: str) -> Path:
+def _download(repo_id: str, filename: Optional[str] = None) -> Path:
     try:
-        from huggingface_hub import snapshot_download
+        from huggingface_hub import hf_hub_download, snapshot_download
 
+        if filename:
+            return Path(hf_hub_download(repo_id, filename))
         folder = snapshot_download(repo_id, allow_patterns=["config.json", "*.safetensors", "*.bin"])
     except Exception as e:
         raise CheckpointError(

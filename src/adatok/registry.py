@@ -34,6 +34,7 @@ class Preset:
     config: Callable[[], Any]
     description: str
     hub_repo: Optional[str] = None  # official weights on the hub (folder with config.json)
+    hub_file: Optional[str] = None  # one file of ``hub_repo`` when the repo holds many
     reported: str = ""  # the paper's / README's headline number for these weights
 
 
@@ -53,7 +54,8 @@ def register_preset(preset: Preset) -> None:
 
 def _ensure_loaded() -> None:
     # Importing a model package registers its family and presets.
-    from .tokenizers.titok import presets  # noqa: F401
+    from .pixel import presets as _pixel  # noqa: F401
+    from .tokenizers.titok import presets as _titok  # noqa: F401
 
 
 def list_models(pattern: str = "") -> list[str]:

@@ -95,7 +95,7 @@ def test_matches_reference_float32(tiny):
         ref_latents = ref.encode_latents(sd, images)
         ref_ids = ref.encode_ids(sd, images)
         latents = model.encode_latents(images)
-        ids = model.encode(images)
+        ids = model.encode_ids(images)
         assert ids.shape == (2, 16) and ids.dtype == torch.int64
         assert torch.equal(ids, ref_ids)
         assert ids.unique().numel() > 4  # non-trivial codes
@@ -132,8 +132,8 @@ def test_channels_last_module_matches(tiny):
     cl = cl.to(memory_format=torch.channels_last)
     with torch.inference_mode():
         for x in (images, images.contiguous(memory_format=torch.channels_last)):
-            ids = cl.encode(x)
-            assert torch.equal(ids, model.encode(images))
+            ids = cl.encode_ids(x)
+            assert torch.equal(ids, model.encode_ids(images))
             out = cl.decode_codes(cl.codes_from_ids(ids))
             assert out.is_contiguous()
             assert (out - model.decode_codes(model.codes_from_ids(ids))).abs().max() < 1e-4
@@ -200,7 +200,7 @@ def test_stride1_convs_do_not_call_pad(tiny, monkeypatch):
 
     monkeypatch.setattr(F, "pad", no_pad)
     with torch.inference_mode():
-        model.decode_ids(model.encode(images[:1]))
+        model.decode_ids(model.encode_ids(images[:1]))
 
 
 # ----------------------------------------------------------------------------- ids and errors
@@ -252,7 +252,7 @@ def test_quantizer_float32_under_autocast():
 def test_runs_under_bf16_autocast(tiny):
     model, _, images = tiny
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
-        ids = model.encode(images[:1])
+        ids = model.encode_ids(images[:1])
         out = model.decode_ids(ids)
     assert ids.dtype == torch.int64 and torch.isfinite(out).all() and out.shape == (1, 3, 64, 64)
 
@@ -283,3 +283,23 @@ def test_training_forward_backward(tiny):
                  "decoder.up.3.block.0.nin_shortcut.weight", "quantize.embedding.weight"):
         grad = model.get_parameter(name).grad
         assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0, name
+
+
+def test_official_file_loads_through_adatok_load_and_matches_reference(tmp_path, tiny):
+    import adatok
+
+    sd = random_official_state_dict(TINY, seed=5)
+    torch.save(sd, tmp_path / "maskgit-vqgan-shrunk.bin")
+    model = adatok.load(tmp_path / "maskgit-vqgan-shrunk.bin", image_size=64)
+    assert isinstance(model, MaskGITVQGAN) and model.config == TINY and not model.training
+    images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        tokens = model.encode(images)  # the tokenizer API shared with TiTok
+        recon = model.decode(tokens, clamp=False)
+    assert torch.equal(tokens.ids, ref.encode_ids(sd, images))
+    assert tokens.ids.shape == (2, 16) and tokens.lengths.tolist() == [16, 16]
+    torch.testing.assert_close(recon, ref.decode_codes(sd, ref.codes_from_ids(sd, tokens.ids)), atol=1e-4, rtol=1e-5)
+    assert torch.equal(model.decode(tokens), model.decode_ids(tokens.ids))
+    # a TiTok file is not mistaken for a MaskGIT-VQGAN and vice versa
+    with pytest.raises(adatok.CheckpointError, match="titok"):
+        adatok.load("titok_tiny", weights=tmp_path / "maskgit-vqgan-shrunk.bin")

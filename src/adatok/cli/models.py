@@ -21,9 +21,9 @@ def describe(name: str) -> dict:
         "name": name,
         "tokens": cfg.num_tokens,
         "image": cfg.image_size,
-        "quantizer": f"VQ {cfg.codebook_size}x{cfg.token_dim}" if cfg.quantizer == "vq" else f"KL {cfg.token_dim}ch",
+        "quantizer": cfg.quantizer_summary(),
         "params": f"{params / 1e6:.1f}M",
-        "weights": preset.hub_repo or "-",
+        "weights": preset.hub_repo + (f"/{preset.hub_file}" if preset.hub_file else "") if preset.hub_repo else "-",
         "reported": preset.reported or "-",
         "description": preset.description,
     }

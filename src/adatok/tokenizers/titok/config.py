@@ -86,6 +86,11 @@ class TiTokConfig:
                     f"pixel.image_size {self.pixel.image_size} differs from image_size {self.image_size}"
                 )
 
+    def quantizer_summary(self) -> str:
+        if self.quantizer == "kl":
+            return f"KL {self.token_dim}ch"
+        return f"VQ {self.codebook_size}x{self.token_dim}" + (", l2" if self.l2_norm else "")
+
     @property
     def grid_size(self) -> int:
         return self.image_size // self.patch_size
