@@ -33,10 +33,27 @@ def config_from_dict(cls: type[T], data: dict[str, Any]) -> T:
         hint = hints[name]
         if dataclasses.is_dataclass(hint) and isinstance(value, dict):
             value = config_from_dict(hint, value)
-        elif typing.get_origin(hint) is tuple and isinstance(value, list):
+        elif (hint is tuple or typing.get_origin(hint) is tuple) and isinstance(value, list):
             value = tuple(value)
+        elif hint in (float, int) and isinstance(value, str):
+            value = _number(cls, name, hint, value)
+        elif hint is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
         kwargs[name] = value
     return cls(**kwargs)
+
+
+def _number(cls, name: str, hint: type, text: str):
+    # YAML 1.1 reads "1e-4" (no dot) as a string: accept numbers written that way.
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"{cls.__name__}.{name}: expected a number, got {text!r}") from None
+    if hint is int:
+        if not value.is_integer():
+            raise ConfigError(f"{cls.__name__}.{name}: expected an integer, got {text!r}")
+        return int(value)
+    return value
 
 
 def replace_config(config: T, **overrides) -> T:

@@ -7,15 +7,15 @@ import os
 import sys
 
 from ..errors import AdatokError
-from . import convert, models, reconstruct, tokenize
+from . import convert, data, models, reconstruct, tokenize, train
 
-COMMANDS = [models, tokenize, reconstruct, convert]
+COMMANDS = [models, tokenize, reconstruct, convert, train, data]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="adatok",
-        description="Adaptive image tokens: tokenize and reconstruct images with TiTok (ALIT and "
+        description="Adaptive image tokens: tokenize, reconstruct and train TiTok tokenizers (ALIT and "
         "ImagePiece to come). Images of any size/mode are converted to RGB, resized (shorter side, "
         "bicubic) and center-cropped to the model's size.",
     )

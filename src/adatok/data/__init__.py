@@ -11,7 +11,12 @@ from adatok.data.images import (
     make_strip,
     save_image,
     to_uint8,
+    read_image,
 )
+from adatok.data.datasets import ImageDataset, ShardDataset, write_shards
+from adatok.data.photos import assemble_photo_pool
+from adatok.data.sampler import ResumableBatchSampler
+from adatok.data.transforms import ImageTransform
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -24,4 +29,11 @@ __all__ = [
     "make_strip",
     "save_image",
     "to_uint8",
+    "read_image",
+    "ImageDataset",
+    "ShardDataset",
+    "write_shards",
+    "assemble_photo_pool",
+    "ResumableBatchSampler",
+    "ImageTransform",
 ]

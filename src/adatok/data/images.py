@@ -26,6 +26,7 @@ the file, what was wrong, and what to do.
 
 from __future__ import annotations
 
+import io
 import re
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
@@ -39,7 +40,7 @@ from adatok.errors import ImageLoadError, InputError
 
 __all__ = [
     "IMAGE_EXTENSIONS", "MAX_PIXELS", "MIN_SIDE", "iter_image_batches", "list_image_files",
-    "load_image", "load_images", "make_strip", "save_image", "to_uint8",
+    "load_image", "load_images", "make_strip", "read_image", "save_image", "to_uint8",
 ]
 
 #: Suffixes (lower case) that :func:`list_image_files` picks up inside directories.
@@ -83,6 +84,27 @@ def load_image(path: str | Path, size: int) -> torch.Tensor:
     img = _resize_shorter_side(img, size)
     img = _center_crop(img, size)
     return _to_tensor(img)
+
+
+def read_image(source: str | Path | bytes, name: str | Path | None = None) -> Image.Image:
+    """Decode one image (a file, or its encoded bytes) to a PIL image, before any resizing.
+
+    The same rules as :func:`load_image` up to the resize: first frame, fully decoded,
+    EXIF orientation applied, then mode ``RGB`` (transparency composited onto white) or,
+    for 16-bit and float images, mode ``F`` in [0, 1]. Training transforms start from this.
+    ``name`` labels error messages when ``source`` is bytes (e.g. ``"shard.tar:00000012.jpg"``).
+
+    Raises:
+        ImageLoadError: as :func:`load_image` (missing, empty, not an image, corrupt, ...).
+    """
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        label = Path(str(name)) if name is not None else Path("<bytes>")
+        if len(source) == 0:
+            raise ImageLoadError(label, "image data is empty (0 bytes)", _REDO_HINT)
+        return _read_first_frame(label, io.BytesIO(source))
+    path = Path(source)
+    _check_file(path)
+    return _read_first_frame(path)
 
 
 def load_images(
@@ -224,22 +246,26 @@ def _one_line(err: BaseException) -> str:
     return " ".join(str(err).split()) or type(err).__name__
 
 
-def _read_first_frame(path: Path) -> Image.Image:
-    """Open, check dimensions, fully decode frame 0, orient, and convert to RGB or F."""
-    with _open(path) as img:
+def _read_first_frame(path: Path, fileobj=None) -> Image.Image:
+    """Open, check dimensions, fully decode frame 0, orient, and convert to RGB or F.
+
+    ``fileobj`` (encoded bytes in a file-like object) is read instead of ``path`` when
+    given; ``path`` then only names the image in error messages.
+    """
+    with _open(path, fileobj) as img:
         _check_dimensions(img, path)
         _decode(img, path)
         img = _apply_exif_orientation(img)
         return _to_rgb_or_float(img, path)
 
 
-def _open(path: Path) -> Image.Image:
+def _open(path: Path, fileobj=None) -> Image.Image:
     try:
         # Pillow warns above half its limit; we enforce MAX_PIXELS ourselves right after
         # opening, so its warning would only be noise. No global PIL setting is changed.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            return Image.open(path)
+            return Image.open(path if fileobj is None else fileobj)
     except Image.DecompressionBombError as err:
         # Pillow's own hard limit (possibly lowered by the application) fired first.
         found = re.search(r"\((\d+) pixels\)", str(err))
@@ -309,13 +335,19 @@ def _composite_on_white(rgba: Image.Image) -> Image.Image:
 
 def _resize_shorter_side(img: Image.Image, size: int) -> Image.Image:
     """Shorter side -> ``size``, longer side as torchvision computes it (truncated)."""
-    width, height = img.size
+    new_size = _shorter_side_size(*img.size, size)
+    if new_size == img.size:
+        return img
+    return img.resize(new_size, Image.Resampling.BICUBIC)
+
+
+def _shorter_side_size(width: int, height: int, size: int) -> tuple[int, int]:
+    """``(width, height)`` after :func:`_resize_shorter_side` (unchanged if short == size)."""
     short, long = min(width, height), max(width, height)
     if short == size:
-        return img
+        return width, height
     new_long = int(size * long / short)
-    new_size = (size, new_long) if width <= height else (new_long, size)
-    return img.resize(new_size, Image.Resampling.BICUBIC)
+    return (size, new_long) if width <= height else (new_long, size)
 
 
 def _center_crop(img: Image.Image, size: int) -> Image.Image:

@@ -347,6 +347,10 @@ class MaskGITVQGAN(nn.Module):
         """probs B x V x h x w (softmax over V) -> images B x 3 x H x W (unclamped) via soft codes."""
         return self.decode_codes(soft_codes(probs, self.codebook))
 
+    def last_layer(self) -> torch.Tensor:
+        """Weight of the layer that makes the pixels (for the adaptive GAN weight)."""
+        return self.decoder.conv_out.weight
+
     def forward(self, images: torch.Tensor) -> MaskGITVQGANOutput:
         """Training path: encode, quantize with straight-through, decode; VQ loss in float32."""
         latents = self.encode_latents(images)

@@ -200,17 +200,30 @@ class TiTok(nn.Module):
         return self.decode(self.encode(images))
 
     # ---------------------------------------------------------------- train
-    def forward(self, images: torch.Tensor, sample: bool = True) -> TokenizerOutput:
+    def forward(self, images: torch.Tensor, sample: bool = True, decode_pixels: bool = True) -> TokenizerOutput:
         """Training forward: reconstruction (unclamped), proxy logits when the head has them,
-        and the quantizer's loss. KL models sample from the posterior here."""
-        tokens, q = self._encode(images, sample=sample)
+        and the quantizer's loss. KL models sample from the posterior here.
+
+        ``decode_pixels=False`` stops at the proxy logits (stage 1 trains on them alone). When the
+        encoder is frozen (stage 2: ``latent_tokens`` does not require grad) it runs without
+        autograd, so no activations are kept for it.
+        """
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.latent_tokens.requires_grad):
+            tokens, q = self._encode(images, sample=sample)
         if self.config.decoder_head == "proxy":
             logits = self.decode_logits(tokens.codes)
-            probs = logits.softmax(dim=1)
-            images_out = self.pixel_decoder(soft_codes(probs, self.pixel_codebook.weight))
+            images_out = None
+            if decode_pixels:
+                images_out = self.pixel_decoder(soft_codes(logits.softmax(dim=1), self.pixel_codebook.weight))
         else:
             logits, images_out = None, self.decoder(tokens.codes)
         return TokenizerOutput(images=images_out, logits=logits, tokens=tokens, quantizer_loss=q.loss, stats=q.stats)
+
+    def last_layer(self) -> torch.Tensor:
+        """Weight of the layer that makes the pixels (for the adaptive GAN weight)."""
+        if self.config.decoder_head == "proxy":
+            return self.pixel_decoder.conv_out.weight
+        return self.decoder.head.conv_out.weight
 
 
 def _init_weights(m: nn.Module) -> None:

@@ -1,0 +1,28 @@
+"""``adatok train CONFIG [key=value ...]`` — also under ``torchrun --nproc_per_node N -m adatok train``."""
+
+from __future__ import annotations
+
+import logging
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a model from a recipe (configs/*.yaml)",
+        description="Train from a YAML recipe; key=value arguments override it (train.steps=100 "
+        "data.train=photos/ optim.lr=2e-4). Same command under torchrun for N processes.",
+    )
+    p.add_argument("config", help="recipe file (configs/*.yaml)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="recipe overrides")
+    p.add_argument("--resume", action="store_true", help="continue the run in OUT/checkpoints/latest.pt exactly")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..train import run as train_run
+
+    logging.basicConfig(level=logging.INFO, format="adatok: %(message)s")
+    path = train_run(args.config, args.overrides, resume=args.resume, device=args.device)
+    print(f"done: model saved to {path}")
+    return 0

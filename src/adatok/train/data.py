@@ -1,0 +1,54 @@
+"""Datasets and loaders for a run, built from ``RunConfig.data``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from ..data.sampler import ResumableBatchSampler
+from ..errors import ConfigError
+from .config import RunConfig
+from .distributed import DistInfo
+
+
+def _is_shards(source: str) -> bool:
+    p = Path(source)
+    return ".tar" in source or "{" in source or (p.is_dir() and any(p.glob("*.tar")))
+
+
+def build_dataset(source: str, cfg, labelled: bool, train: bool):
+    from ..data.datasets import ImageDataset, ShardDataset
+    from ..data.transforms import ImageTransform
+
+    if not source:
+        raise ConfigError("no training data: set data.train=FOLDER (images, ImageFolder tree, or shards)")
+    transform = ImageTransform(cfg.image_size, crop=cfg.crop if train else "center", flip=cfg.flip and train)
+    fmt = cfg.format
+    if fmt == "auto":
+        fmt = "shards" if _is_shards(source) else ("imagefolder" if labelled else "folder")
+    if fmt == "shards":
+        return ShardDataset(source, transform, labelled=labelled)
+    if labelled and fmt != "imagefolder":
+        raise ConfigError(f"this task needs labels: data.format must be imagefolder or shards, got {fmt}")
+    return ImageDataset(source, transform, labelled=fmt == "imagefolder")
+
+
+def build_loader(cfg: RunConfig, labelled: bool, info: DistInfo, start: int) -> DataLoader:
+    dataset = build_dataset(cfg.data.train, cfg.data, labelled, train=True)
+    sampler = ResumableBatchSampler(len(dataset), cfg.train.batch_size, seed=cfg.train.seed, rank=info.rank,
+                                    world_size=info.world_size, start=start)
+    workers = cfg.data.workers
+    return DataLoader(dataset, batch_sampler=sampler, num_workers=workers, pin_memory=info.device.type == "cuda",
+                      persistent_workers=workers > 0, prefetch_factor=2 if workers > 0 else None)
+
+
+def build_eval_images(cfg: RunConfig, labelled: bool) -> torch.Tensor | None:
+    """A fixed batch for sample grids: the first images of ``data.heldout`` (else of the training
+    data), with the evaluation transform (center crop)."""
+    if not cfg.data.num_samples:
+        return None
+    dataset = build_dataset(cfg.data.heldout or cfg.data.train, cfg.data, labelled=False, train=False)
+    n = min(cfg.data.num_samples, len(dataset))
+    return torch.stack([dataset[i]["image"] for i in range(n)])

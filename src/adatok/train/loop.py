@@ -1,0 +1,240 @@
+"""The training loop shared by every task.
+
+Same command on 1 or N processes (``torchrun``): DDP with gloo on CPU / nccl on GPU, bf16
+autocast on GPU, gradient accumulation and clipping, EMA, warm-up + cosine schedule, NaN guard,
+CSV/TensorBoard logs, sample grids, atomic checkpoints every ``ckpt_every`` steps and at the end,
+and ``resume=True`` continuing exactly (model, EMA, optimizers, schedulers, scaler, RNG states of
+every rank, and the data position).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from ..errors import AdatokError
+from . import distributed as D
+from .checkpoint import atomic_save, load_checkpoint, rng_state, set_rng_state
+from .config import RunConfig, load_run_config
+from .data import build_eval_images, build_loader
+from .ema import EMA
+from .logger import RunLogger
+from .schedule import make_scheduler
+from .tasks import get_task
+
+log = logging.getLogger("adatok.train")
+
+
+class TrainingError(AdatokError):
+    """Training cannot go on (non-finite losses, ...)."""
+
+
+def precision_dtype(precision: str, device: torch.device):
+    if precision == "auto":
+        return torch.bfloat16 if device.type == "cuda" else None
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def run(config, overrides=(), resume: bool = False, device: str | None = None) -> Path:
+    """Train as the recipe says; returns the folder of the exported model (``OUT/model``)."""
+    cfg: RunConfig = config if isinstance(config, RunConfig) else load_run_config(config, overrides)
+    info = D.setup(device)
+    try:
+        return Trainer(cfg, info).fit(resume)
+    finally:
+        D.teardown()
+
+
+class Trainer:
+    def __init__(self, cfg: RunConfig, info: D.DistInfo):
+        self.cfg, self.info = cfg, info
+        self.out = Path(cfg.out)
+        self.ckpt_path = self.out / "checkpoints" / "latest.pt"
+        torch.manual_seed(cfg.train.seed)  # same initial weights on every rank
+        self.task = get_task(cfg.task)(cfg, info.device)
+        self.raw = self.task.trainable()
+        self.modules = {k: self._wrap(m) for k, m in self.raw.items()}
+        self.optimizers = self.task.optimizers()
+        self.schedulers = {
+            k: make_scheduler(o, cfg.optim if k == "model" else cfg.disc_optim, cfg.train.steps)
+            for k, o in self.optimizers.items()
+        }
+        self.dtype = precision_dtype(cfg.train.precision, info.device)
+        self.scaler = torch.amp.GradScaler(info.device.type, enabled=self.dtype == torch.float16)
+        self.ema = EMA(self.raw["model"], cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
+        self.step, self.position, self.nan_skips = 0, 0, 0
+
+    def _wrap(self, module: nn.Module) -> nn.Module:
+        module.to(self.info.device)
+        if not self.info.enabled or not any(p.requires_grad for p in module.parameters()):
+            return module
+        ids = [self.info.device.index] if self.info.device.type == "cuda" else None
+        return DDP(module, device_ids=ids)
+
+    # ------------------------------------------------------------------ state
+    def state(self) -> dict:
+        return {
+            "step": self.step,
+            "position": self.position,
+            "nan_skips": self.nan_skips,
+            "modules": {k: m.state_dict() for k, m in self.task.state_modules().items()},
+            "ema": self.ema.state_dict() if self.ema else None,
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+            "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
+            "scaler": self.scaler.state_dict(),
+            "world_size": self.info.world_size,
+            "config": self.cfg.to_dict(),
+        }
+
+    def save_checkpoint(self) -> None:
+        rngs = D.all_gather_objects(rng_state(), self.info)  # collective: every rank calls it
+        if self.info.is_main:
+            atomic_save({**self.state(), "rng": rngs}, self.ckpt_path)
+        D.barrier(self.info)
+
+    def load_checkpoint(self) -> None:
+        state = load_checkpoint(self.ckpt_path)
+        if state["world_size"] != self.info.world_size:
+            raise TrainingError(
+                f"{self.ckpt_path}: saved by {state['world_size']} process(es), resumed on {self.info.world_size}; "
+                "resume with the same number of processes"
+            )
+        for k, m in self.task.state_modules().items():
+            m.load_state_dict(state["modules"][k])
+        if self.ema:
+            self.ema.load_state_dict(state["ema"])
+        for k, o in self.optimizers.items():
+            o.load_state_dict(state["optimizers"][k])
+        for k, s in self.schedulers.items():
+            s.load_state_dict(state["schedulers"][k])
+        self.scaler.load_state_dict(state["scaler"])
+        self.step, self.position, self.nan_skips = state["step"], state["position"], state["nan_skips"]
+        set_rng_state(state["rng"][self.info.rank])
+
+    # ------------------------------------------------------------------ loop
+    def fit(self, resume: bool) -> Path:
+        cfg, info = self.cfg, self.info
+        if resume:
+            self.load_checkpoint()
+        elif info.is_main and self.ckpt_path.exists():
+            raise TrainingError(f"{self.out} already holds a run: pass --resume to continue it, or another out=")
+        logger = RunLogger(self.out, info.is_main, cfg.train.tensorboard)
+        if resume:
+            logger.truncate_after(self.step)
+        loader = build_loader(cfg, self.task.labelled, info, start=self.position)
+        eval_images = build_eval_images(cfg, self.task.labelled) if info.is_main else None
+        batches = iter(loader)
+        bar = _progress(cfg.train.steps, self.step, info.is_main)
+        window_start, window_images = time.perf_counter(), 0
+        try:
+            while self.step < cfg.train.steps:
+                logs = self.train_step(batches)
+                self.step += 1
+                window_images += cfg.train.batch_size * cfg.train.grad_accum * info.world_size
+                bar.update(1)
+                if self.step % cfg.train.log_every == 0 or self.step == cfg.train.steps:
+                    elapsed = time.perf_counter() - window_start
+                    logs["images_per_s"] = window_images / max(elapsed, 1e-9)
+                    logs["lr"] = self.schedulers["model"].get_last_lr()[0]
+                    logger.write(self.step, logs)
+                    bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items() if k.startswith("loss")})
+                    window_start, window_images = time.perf_counter(), 0
+                if info.is_main and cfg.train.sample_every and self.step % cfg.train.sample_every == 0:
+                    self.write_samples(eval_images)
+                if self.step % cfg.train.ckpt_every == 0 or self.step == cfg.train.steps:
+                    self.save_checkpoint()
+        finally:
+            bar.close()
+            logger.close()
+        return self.export()
+
+    def train_step(self, batches) -> dict:
+        cfg, accum = self.cfg, self.cfg.train.grad_accum
+        totals: dict[str, torch.Tensor] = {}
+        finite = torch.ones((), dtype=torch.bool, device=self.info.device)
+        for micro in range(accum):
+            batch = {k: v.to(self.info.device, non_blocking=True) for k, v in next(batches).items()}
+            self.position += 1
+            sync = micro == accum - 1
+            with self._no_sync(not sync), torch.autocast(self.info.device.type, dtype=self.dtype or torch.float32,
+                                                          enabled=self.dtype is not None):
+                for phase in self.task.phases(batch, self.step, self.modules):
+                    finite &= torch.isfinite(phase.loss.detach())
+                    self.scaler.scale(phase.loss / accum).backward()
+                    for k, v in {f"loss_{phase.optimizer}": phase.loss, **phase.logs}.items():
+                        totals[k] = totals.get(k, 0.0) + v.detach().float() / accum
+        if D.any_flag(not bool(finite), self.info):
+            return self._skip_step(totals)
+        self.nan_skips = 0
+        for name, opt in self.optimizers.items():
+            self.scaler.unscale_(opt)
+            if cfg.train.clip_grad > 0:
+                totals[f"grad_norm_{name}"] = torch.nn.utils.clip_grad_norm_(self.raw[name].parameters(), cfg.train.clip_grad)
+            self.scaler.step(opt)
+            opt.zero_grad(set_to_none=True)
+        self.scaler.update()
+        for s in self.schedulers.values():
+            s.step()
+        if self.ema:
+            self.ema.update(self.raw["model"])
+        return {k: float(v) for k, v in totals.items()}
+
+    def _skip_step(self, totals: dict) -> dict:
+        for opt in self.optimizers.values():
+            opt.zero_grad(set_to_none=True)
+        self.nan_skips += 1
+        values = {k: float(v) for k, v in totals.items()}
+        message = (f"non-finite loss at step {self.step + 1} ({', '.join(f'{k}={v:.4g}' for k, v in values.items())}); "
+                   f"last checkpoint: {self.ckpt_path}. Lower optim.lr, check the data, or use train.precision=fp32")
+        if self.cfg.train.nan_policy == "stop" or self.nan_skips > self.cfg.train.max_nan_skips:
+            raise TrainingError(message + (f" — {self.nan_skips} steps in a row" if self.nan_skips > 1 else ""))
+        if self.info.is_main:
+            log.warning("skipped the step: %s", message)
+        return {**values, "skipped": 1.0}
+
+    def _no_sync(self, skip_sync: bool):
+        stack = contextlib.ExitStack()
+        if skip_sync:
+            for m in self.modules.values():
+                if isinstance(m, DDP):
+                    stack.enter_context(m.no_sync())
+        return stack
+
+    def write_samples(self, images: torch.Tensor | None) -> None:
+        if images is None:
+            return
+        from torchvision.utils import make_grid, save_image
+
+        model = self.ema.model if self.ema else self.raw["model"]
+        was_training = model.training
+        model.eval()
+        with torch.no_grad(), torch.autocast(self.info.device.type, dtype=self.dtype or torch.float32,
+                                             enabled=self.dtype is not None):
+            rows = self.task.samples(images.to(self.info.device), model)
+        model.train(was_training)
+        grid = make_grid(torch.cat([r.float().clamp(0, 1).cpu() for r in rows]), nrow=images.shape[0], padding=2)
+        path = self.out / "samples" / f"step_{self.step:07d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_image(grid, path)
+
+    def export(self) -> Path:
+        """Save the final (EMA) model in our format: ``OUT/model``."""
+        path = self.out / "model"
+        if self.info.is_main:
+            model = self.ema.model if self.ema else self.raw["model"]
+            self.task.save_export(model, path)
+        D.barrier(self.info)
+        return path
+
+
+def _progress(total: int, start: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=start, disable=not enabled, desc="train", unit="step", dynamic_ncols=True)

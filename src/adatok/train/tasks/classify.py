@@ -1,0 +1,74 @@
+"""Image classification with a timm ViT (the setting of token-reduction papers: DeiT on ImageNet).
+
+The model is ``timm.create_model(model, num_classes=..., img_size=...)`` with random weights, or
+weights from a local file (``init_weights``; the classifier head is re-initialised when the class
+count differs). Token reduction plugs in through ``options.reduction`` once ``adatok.reduction``
+exists (issue 5). Exported as ``model.safetensors`` + ``config.json`` naming the timm model.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+
+from ...errors import ConfigError
+from ...hub import read_state_dict
+from .base import Phase, Task, register_task
+
+
+@dataclass(frozen=True)
+class ClassifyOptions:
+    num_classes: int = 0  # 0 = the number of class folders in the data
+    label_smoothing: float = 0.1
+    drop_path: float = 0.0
+
+
+@register_task
+class ClassifyTask(Task):
+    name = "classify"
+    labelled = True
+    options_cls = ClassifyOptions
+
+    def __init__(self, run, device):
+        super().__init__(run, device)
+        import timm
+
+        from ..data import build_dataset
+
+        classes = self.opts.num_classes or len(build_dataset(run.data.train, run.data, True, train=False).classes)
+        if run.model not in timm.list_models():
+            raise ConfigError(f"unknown timm model {run.model!r} (timm.list_models() lists them)")
+        self.num_classes = classes
+        self.model = timm.create_model(run.model, pretrained=False, num_classes=classes, img_size=run.data.image_size,
+                                       drop_path_rate=self.opts.drop_path, **run.model_overrides).to(device)
+        if run.init_weights:
+            state, _ = read_state_dict(Path(run.init_weights))
+            head = self.model.get_classifier()
+            state = {k: v for k, v in state.items()
+                     if not (k.startswith("head.") and v.shape[0] != head.out_features)}
+            missing, unexpected = self.model.load_state_dict(state, strict=False)
+            if unexpected or any(not k.startswith("head.") for k in missing):
+                raise ConfigError(f"{run.init_weights}: does not fit {run.model} (missing {missing[:4]}, unexpected {unexpected[:4]})")
+
+    def trainable(self):
+        return {"model": self.model}
+
+    def phases(self, batch, step, modules) -> Iterator[Phase]:
+        logits = modules["model"](batch["image"])
+        loss = F.cross_entropy(logits.float(), batch["label"], label_smoothing=self.opts.label_smoothing)
+        accuracy = (logits.argmax(-1) == batch["label"]).float().mean()
+        yield Phase("model", loss, {"accuracy": accuracy})
+
+    def save_export(self, model, path: Path) -> None:
+        from safetensors.torch import save_file
+
+        path.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path / "model.safetensors"))
+        meta = {"format": "timm", "model": self.run.model, "num_classes": self.num_classes,
+                "img_size": self.run.data.image_size, "model_overrides": self.run.model_overrides}
+        (path / "config.json").write_text(json.dumps(meta, indent=2) + "\n")

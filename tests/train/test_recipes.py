@@ -1,0 +1,96 @@
+"""Every recipe's tiny variant runs and overfits one batch (its loss goes down)."""
+
+import csv
+
+import pytest
+import torch
+
+import adatok
+from adatok.train import run
+
+from .conftest import tiny_run
+
+
+def losses(out, column="loss_model"):
+    with (out / "log.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    return [float(r[column]) for r in rows]
+
+
+def first_and_last(values, k=3):
+    return sum(values[:k]) / k, sum(values[-k:]) / k
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory):
+    torch.manual_seed(0)
+    return adatok.save(adatok.create_model("maskgit_vqgan_tiny"), tmp_path_factory.mktemp("t") / "teacher")
+
+
+# GAN on for the last steps (exercises both phases), with a narrow discriminator for CPU speed.
+NO_PERCEPTUAL = {"options.perceptual": "none", "options.gan_start": 14, "options.gan_weight": 0.01,
+                 "options.disc_channels": 32}
+
+
+@pytest.mark.parametrize(
+    "task, model, extra",
+    [
+        ("vqgan", "maskgit_vqgan_tiny", NO_PERCEPTUAL),
+        ("titok_single", "titok_pixels_tiny", NO_PERCEPTUAL),
+        ("titok_single", "titok_vae_tiny", {"options.perceptual": "none", "options.gan_weight": 0.0}),
+    ],
+)
+def test_pixel_recipes_overfit_one_batch(task, model, extra, photos, tmp_path):
+    # the whole dataset is one batch of 4 (center crops): overfitting it must lower the loss
+    cfg = tiny_run(task, tmp_path / "run", photos, model=model, **{"data.crop": "center", "data.flip": False,
+                                                                   "data.train": str(photos), **extra})
+    cfg["train"]["batch_size"] = 8
+    exported = run(cfg)
+    start, end = first_and_last(losses(tmp_path / "run", "recon"))
+    assert end < 0.8 * start, (start, end)
+    if extra.get("options.gan_weight"):
+        assert losses(tmp_path / "run", "loss_disc")[-1] > 0  # the discriminator phase ran
+    assert (tmp_path / "run" / "samples" / "step_0000010.png").exists()
+    model = adatok.load(exported)  # the export is a normal adatok model
+    with torch.no_grad():
+        assert model.reconstruct(torch.rand(1, 3, 64, 64)).shape == (1, 3, 64, 64)
+
+
+def test_titok_two_stage_recipe(photos, teacher, tmp_path):
+    s1 = tiny_run("titok_stage1", tmp_path / "s1", photos, model="titok_tiny", teacher=str(teacher),
+                  **{"data.crop": "center", "data.flip": False})
+    s1["train"]["batch_size"] = 8
+    stage1 = run(s1)
+    start, end = first_and_last(losses(tmp_path / "s1"))
+    assert end < 0.8 * start
+    model = adatok.load(stage1)
+    teacher_model = adatok.load(teacher)
+    # the pixel path came from the teacher and stage 1 did not touch it
+    assert torch.equal(model.pixel_codebook.weight, teacher_model.codebook)
+    with open(tmp_path / "s1" / "log.csv") as f:
+        acc = [float(r["proxy_acc"]) for r in csv.DictReader(f)]
+    assert acc[-1] > acc[0]
+
+    s2 = tiny_run("titok_stage2", tmp_path / "s2", photos, model=str(stage1), **NO_PERCEPTUAL,
+                  **{"data.crop": "center", "data.flip": False})
+    s2["train"]["batch_size"] = 8
+    stage2 = run(s2)
+    start, end = first_and_last(losses(tmp_path / "s2", "recon"))
+    assert end < start
+    tuned = adatok.load(stage2)
+    # stage 2 freezes the encoder, quantizer and latent tokens, and trains the decoders
+    assert torch.equal(tuned.latent_tokens, model.latent_tokens)
+    assert torch.equal(tuned.encoder.to_tokens.weight, model.encoder.to_tokens.weight)
+    assert not torch.equal(tuned.pixel_decoder.conv_out.weight, model.pixel_decoder.conv_out.weight)
+
+
+def test_classification_recipe(labelled, tmp_path):
+    cfg = tiny_run("classify", tmp_path / "cls", labelled, model="vit_tiny_patch16_224",
+                   model_overrides={"depth": 2, "embed_dim": 64, "num_heads": 2, "patch_size": 16},
+                   **{"data.format": "imagefolder", "data.crop": "center", "data.flip": False,
+                      "train.sample_every": 0, "options.label_smoothing": 0.0})
+    cfg["train"]["batch_size"] = 8
+    exported = run(cfg)
+    start, end = first_and_last(losses(tmp_path / "cls"))
+    assert end < 0.5 * start
+    assert (exported / "model.safetensors").exists() and '"num_classes": 2' in (exported / "config.json").read_text()
