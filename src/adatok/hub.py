@@ -24,6 +24,7 @@ from .errors import CheckpointError, ConfigError
 from .registry import FAMILIES, PRESETS, Family, _ensure_loaded, create_model, family_of_config, get_preset
 
 FORMAT = "adatok"
+BUNDLED_DIR = Path(__file__).parent / "weights"
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.bin")
 
 
@@ -128,6 +129,11 @@ def _load_preset(name: str, weights, overrides: dict) -> torch.nn.Module:
     config = replace_config(preset.config(), **overrides)
     if weights is not None:
         return _load_path(Path(weights), config, {})
+    if preset.bundled:
+        folder = BUNDLED_DIR / preset.bundled
+        if not (folder / "model.safetensors").exists():
+            raise CheckpointError(f"{folder}: the weights of {name!r} are missing from this installation")
+        return _load_path(folder, config, overrides)
     if preset.hub_repo:
         return _load_path(_download(preset.hub_repo, preset.hub_file), config, {})
     raise ConfigError(

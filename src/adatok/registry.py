@@ -35,6 +35,7 @@ class Preset:
     description: str
     hub_repo: Optional[str] = None  # official weights on the hub (folder with config.json)
     hub_file: Optional[str] = None  # one file of ``hub_repo`` when the repo holds many
+    bundled: Optional[str] = None  # weights shipped inside the package: adatok/weights/<bundled>/
     reported: str = ""  # the paper's / README's headline number for these weights
 
 

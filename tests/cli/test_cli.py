@@ -125,3 +125,27 @@ def test_console_entry_point_runs(model_dir, inputs, tmp_path):
     assert res.returncode == 1
     assert "broken.png" in res.stderr and "Traceback" not in res.stderr
     assert "no image could be read" in res.stdout
+
+
+def test_eval_reports_psnr_ssim_and_codebook_usage(model_dir, inputs, capsys):
+    code = main(["eval", str(inputs), "--model", str(model_dir)])
+    out = capsys.readouterr().out
+    assert code == 1  # two unreadable files in the folder
+    assert "4 image(s): PSNR" in out and "SSIM" in out and "8.0 tokens/image" in out and "codebook usage" in out
+    assert "2 file(s) skipped" in out
+    from adatok.cli.evaluate import evaluate
+
+    model = adatok.load(model_dir)
+    batch = torch.stack([load_image(inputs / n, 64) for n in ("astronaut.jpg", "coffee.jpg")])
+    result = evaluate(model, [(["a", "b"], batch, [])], torch.device("cpu"))
+    with torch.no_grad():
+        recon = (model.reconstruct(batch) * 255).round() / 255
+    assert result["psnr"] == pytest.approx(psnr(recon, batch).mean().item(), abs=1e-6)
+    assert result["images"] == 2 and 0 < result["usage"] <= 1
+
+
+def test_data_resize(inputs, tmp_path, capsys):
+    code = main(["data", "resize", str(inputs), str(tmp_path / "small"), "--shorter-side", "100"])
+    assert code == 1 and "2 skipped" in capsys.readouterr().out  # broken.png, notes.jpg
+    sizes = {p.name: Image.open(p).size for p in (tmp_path / "small").iterdir()}
+    assert sizes["astronaut.jpg"] == (100, 100) and sizes["gray.jpg"] == (250, 100)

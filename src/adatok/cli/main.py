@@ -7,9 +7,9 @@ import os
 import sys
 
 from ..errors import AdatokError
-from . import convert, data, models, reconstruct, tokenize, train
+from . import convert, data, evaluate, models, reconstruct, tokenize, train
 
-COMMANDS = [models, tokenize, reconstruct, convert, train, data]
+COMMANDS = [models, tokenize, reconstruct, evaluate, convert, train, data]
 
 
 def build_parser() -> argparse.ArgumentParser:

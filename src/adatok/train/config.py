@@ -20,6 +20,7 @@ class DataConfig:
     format: str = "auto"  # auto | folder | imagefolder | shards
     image_size: int = 256
     crop: str = "random"  # random | center | random_resized
+    scale: tuple = (0.08, 1.0)  # area range of random_resized crops
     flip: bool = True
     workers: int = 2
     heldout: str = ""  # images for sample grids / evaluation (eval transform)

@@ -24,7 +24,8 @@ def build_dataset(source: str, cfg, labelled: bool, train: bool):
 
     if not source:
         raise ConfigError("no training data: set data.train=FOLDER (images, ImageFolder tree, or shards)")
-    transform = ImageTransform(cfg.image_size, crop=cfg.crop if train else "center", flip=cfg.flip and train)
+    transform = ImageTransform(cfg.image_size, crop=cfg.crop if train else "center", flip=cfg.flip and train,
+                               scale=tuple(cfg.scale))
     fmt = cfg.format
     if fmt == "auto":
         fmt = "shards" if _is_shards(source) else ("imagefolder" if labelled else "folder")

@@ -64,7 +64,11 @@ class PixelObjective:
         from ...losses import GANLoss, PatchDiscriminator, PerceptualLoss
 
         self.opts = opts
-        self.perceptual = PerceptualLoss(opts.perceptual).to(device) if opts.perceptual_weight > 0 else None
+        self.perceptual = None
+        if opts.perceptual != "none" and opts.perceptual_weight > 0:
+            self.perceptual = PerceptualLoss(opts.perceptual).to(device)
+            if not self.perceptual.available:  # it said why, once; train without the term
+                self.perceptual = None
         self.gan = None
         if opts.gan_weight > 0:
             disc = PatchDiscriminator(base_channels=opts.disc_channels)
