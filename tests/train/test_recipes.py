@@ -52,8 +52,9 @@ def test_pixel_recipes_overfit_one_batch(task, model, extra, photos, tmp_path):
         assert losses(tmp_path / "run", "loss_disc")[-1] > 0  # the discriminator phase ran
     assert (tmp_path / "run" / "samples" / "step_0000010.png").exists()
     model = adatok.load(exported)  # the export is a normal adatok model
+    size = model.image_size
     with torch.no_grad():
-        assert model.reconstruct(torch.rand(1, 3, 64, 64)).shape == (1, 3, 64, 64)
+        assert model.reconstruct(torch.rand(1, 3, size, size)).shape == (1, 3, size, size)
 
 
 def test_titok_two_stage_recipe(photos, teacher, tmp_path):

@@ -32,14 +32,20 @@ class VectorQuantizer(nn.Module):
     on the normalised vectors when ``l2_norm`` is on. Codes returned straight-through.
     """
 
-    def __init__(self, codebook_size: int, dim: int, beta: float = 0.25, l2_norm: bool = True):
+    def __init__(self, codebook_size: int, dim: int, beta: float = 0.25, l2_norm: bool = True,
+                 restart_dead_codes: bool = False, usage_decay: float = 0.99):
         super().__init__()
         self.codebook_size = codebook_size
         self.dim = dim
         self.beta = beta
         self.l2_norm = l2_norm
+        self.restart_dead_codes = restart_dead_codes
+        self.usage_decay = usage_decay
         self.embedding = nn.Embedding(codebook_size, dim)
         nn.init.uniform_(self.embedding.weight, -1.0 / codebook_size, 1.0 / codebook_size)
+        if restart_dead_codes:
+            # EMA of how often each code is picked per batch (starts "used" so nothing restarts at once)
+            self.register_buffer("usage", torch.ones(codebook_size))
 
     def codebook(self) -> torch.Tensor:
         w = self.embedding.weight.float()
@@ -59,12 +65,34 @@ class VectorQuantizer(nn.Module):
             # Straight-through only where a gradient can flow: otherwise return the code vectors
             # themselves, so decoding Tokens equals decoding their ids bit for bit.
             codes = z + (zq - z).detach() if z.requires_grad else zq
+        if self.restart_dead_codes and self.training:
+            self._restart_dead_codes(ids, z)
         return QuantizerOutput(
             codes=codes,
             ids=ids,
             loss=commitment + codebook_loss,
             stats={"commitment_loss": commitment.detach(), "codebook_loss": codebook_loss.detach()},
         )
+
+    @torch.no_grad()
+    def _restart_dead_codes(self, ids: torch.Tensor, z: torch.Tensor) -> None:
+        """Codebook collapse remedy for training from scratch (as in Dhariwal et al.'s Jukebox and
+        many VQ trainers; the official TiTok has it as an off-by-default option): codes whose usage
+        EMA fell below 1% of a uniform share are re-seeded with random encoder outputs of the batch.
+        Under DDP the new rows come from rank 0, so every rank keeps the same codebook. No host sync.
+        """
+        counts = torch.bincount(ids.flatten(), minlength=self.codebook_size).float()
+        expected = ids.numel() / self.codebook_size
+        self.usage.mul_(self.usage_decay).add_(counts / max(expected, 1e-9), alpha=1 - self.usage_decay)
+        dead = self.usage < 0.01
+        flat = z.detach().reshape(-1, z.shape[-1])
+        picks = flat[torch.randint(0, flat.shape[0], (self.codebook_size,), device=flat.device)]
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.broadcast(picks, src=0)
+            torch.distributed.broadcast(dead, src=0)
+        w = self.embedding.weight
+        w.data.copy_(torch.where(dead[:, None], picks.to(w.dtype), w.data))
+        self.usage.masked_fill_(dead, 1.0)
 
     def lookup(self, ids: torch.Tensor) -> torch.Tensor:
         """Code vectors of ``ids`` (``B x L`` -> ``B x L x C``), normalised when ``l2_norm``."""

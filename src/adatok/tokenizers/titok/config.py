@@ -58,6 +58,7 @@ class TiTokConfig:
     token_dim: int = 12
     l2_norm: bool = True
     commitment_cost: float = 0.25
+    restart_dead_codes: bool = False  # re-seed unused codes while training (VQ from scratch)
     kl_weight: float = 1e-6
     decoder_head: str = "proxy"
     legacy_reshape: bool = False

@@ -128,7 +128,8 @@ class TiTok(nn.Module):
         self.latent_tokens = _embedding(config.num_tokens, config.encoder.width)
         self.encoder = TiTokEncoder(config)
         if config.quantizer == "vq":
-            self.quantizer = VectorQuantizer(config.codebook_size, config.token_dim, config.commitment_cost, config.l2_norm)
+            self.quantizer = VectorQuantizer(config.codebook_size, config.token_dim, config.commitment_cost,
+                                             config.l2_norm, restart_dead_codes=config.restart_dead_codes)
         else:
             self.quantizer = DiagonalGaussian(config.token_dim, config.kl_weight)
         self.decoder = TiTokDecoder(config)

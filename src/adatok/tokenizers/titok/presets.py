@@ -65,7 +65,7 @@ register_preset(Preset(
     "titok_default", "titok",
     lambda: TiTokConfig(image_size=64, patch_size=8, decoder_patch_size=8, num_tokens=32, encoder=_DEFAULT_VIT,
                         decoder=_DEFAULT_VIT, quantizer="vq", codebook_size=512, token_dim=12, l2_norm=True,
-                        decoder_head="pixels"),
+                        decoder_head="pixels", restart_dead_codes=True),
     "shipped default: 64x64, 32 tokens, trained on the real-photo pool", bundled="titok_default"))
 register_preset(Preset("titok_tiny", "titok", lambda: _tiny("proxy"), "tiny two-stage layout (tests, CPU demo)"))
 register_preset(Preset("titok_pixels_tiny", "titok", lambda: _tiny("pixels"), "tiny VQ with RGB head (tests)"))

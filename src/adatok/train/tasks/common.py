@@ -14,7 +14,7 @@ from ...errors import ConfigError
 from ...hub import load, load_weights
 from ...registry import create_model, list_models
 from ..config import RunConfig
-from .base import Phase
+from .base import Phase, Task
 
 
 def build_model(run: RunConfig) -> nn.Module:
@@ -54,7 +54,6 @@ class PixelLossOptions:
     lecam_weight: float = 0.001
     disc_channels: int = 128
     quantizer_weight: float = 1.0  # VQ commitment+codebook (or KL) term
-    label_smoothing: float = 0.0  # proxy-code cross-entropy (stage 1)
 
 
 class PixelObjective:
@@ -103,3 +102,49 @@ class PixelObjective:
             return
         loss, logs = self.gan.discriminator_loss(images, recon.detach(), step, disc=modules.get("disc"))
         yield Phase("disc", loss, logs)
+
+
+class PixelTask(Task):
+    """A tokenizer trained on pixels: reconstruction + perceptual + GAN (+ its quantizer's term).
+
+    Subclasses say which model class they train (``model_cls``), what they freeze (``prepare``)
+    and whether the quantizer's loss counts (``quantizer_term``)."""
+
+    options_cls = PixelLossOptions
+    model_cls: type = nn.Module
+    quantizer_term = True
+
+    def __init__(self, run, device):
+        super().__init__(run, device)
+        self.model = build_model(run).to(device)
+        if not isinstance(self.model, self.model_cls):
+            raise ConfigError(f"task {self.name} trains a {self.model_cls.__name__}, got {type(self.model).__name__}")
+        self.prepare()
+        self.objective = PixelObjective(self.opts, device)
+
+    def prepare(self) -> None:
+        """Check the model further / freeze what this task does not train."""
+
+    def trainable(self):
+        return {"model": self.model, **self.objective.trainable()}
+
+    def state_modules(self):
+        return {"model": self.model, **self.objective.state_modules()}
+
+    def extra_logs(self, out) -> dict:
+        return {}
+
+    def phases(self, batch, step, modules) -> Iterator[Phase]:
+        images = batch["image"]
+        out = modules["model"](images)
+        loss, logs = self.objective.generator_terms(out.images, images, step, self.model.last_layer())
+        if self.quantizer_term:
+            loss = loss + self.opts.quantizer_weight * out.quantizer_loss
+            logs["quantizer"] = out.quantizer_loss.detach()
+        logs.update(self.extra_logs(out))
+        yield Phase("model", loss, logs)
+        yield from self.objective.discriminator_phase(images, out.images, step, modules)
+
+    @torch.no_grad()
+    def samples(self, images, model):
+        return [images, model.reconstruct(images)]

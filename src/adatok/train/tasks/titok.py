@@ -19,13 +19,7 @@ from ...errors import ConfigError
 from ...losses import proxy_code_loss
 from ...tokenizers.titok import TiTok
 from .base import Phase, Task, register_task
-from .common import PixelLossOptions, PixelObjective, build_model, build_teacher
-
-
-def _check_titok(model) -> TiTok:
-    if not isinstance(model, TiTok):
-        raise ConfigError(f"this task trains a TiTok, got {type(model).__name__}")
-    return model
+from .common import PixelTask, build_model, build_teacher
 
 
 @dataclass(frozen=True)
@@ -41,9 +35,9 @@ class TiTokStage1(Task):
 
     def __init__(self, run, device):
         super().__init__(run, device)
-        self.model = _check_titok(build_model(run)).to(device)
-        if self.model.config.decoder_head != "proxy":
-            raise ConfigError("titok_stage1 trains proxy-code models (decoder_head='proxy'); use titok_single")
+        self.model = build_model(run).to(device)
+        if not isinstance(self.model, TiTok) or self.model.config.decoder_head != "proxy":
+            raise ConfigError("titok_stage1 trains proxy-code TiTok models (decoder_head='proxy'); use titok_single")
         self.teacher = build_teacher(run).to(device)
         tcfg, pcfg = self.teacher.config, self.model.config.pixel
         if replace(tcfg, image_size=pcfg.image_size) != pcfg:
@@ -76,64 +70,24 @@ class TiTokStage1(Task):
 
 
 @register_task
-class TiTokStage2(Task):
+class TiTokStage2(PixelTask):
     name = "titok_stage2"
-    options_cls = PixelLossOptions
+    model_cls = TiTok
+    quantizer_term = False  # the quantizer is frozen
 
-    def __init__(self, run, device):
-        super().__init__(run, device)
-        self.model = _check_titok(build_model(run)).to(device)
+    def prepare(self):
         if self.model.config.decoder_head != "proxy":
             raise ConfigError("titok_stage2 fine-tunes proxy-code models; use titok_single for RGB heads")
         for part in (self.model.encoder, self.model.quantizer):
             part.requires_grad_(False)
         self.model.latent_tokens.requires_grad_(False)
-        self.objective = PixelObjective(self.opts, device)
 
-    def trainable(self):
-        return {"model": self.model, **self.objective.trainable()}
-
-    def state_modules(self):
-        return {"model": self.model, **self.objective.state_modules()}
-
-    def phases(self, batch, step, modules) -> Iterator[Phase]:
-        images = batch["image"]
+    def phases(self, batch, step, modules):
         self.model.encoder.eval()  # frozen: keep it in eval mode whatever the loop does
-        out = modules["model"](images)
-        loss, logs = self.objective.generator_terms(out.images, images, step, self.model.last_layer())
-        yield Phase("model", loss, logs)
-        yield from self.objective.discriminator_phase(images, out.images, step, modules)
-
-    @torch.no_grad()
-    def samples(self, images, model):
-        return [images, model.reconstruct(images)]
+        yield from super().phases(batch, step, modules)
 
 
 @register_task
-class TiTokSingleStage(Task):
+class TiTokSingleStage(PixelTask):
     name = "titok_single"
-    options_cls = PixelLossOptions
-
-    def __init__(self, run, device):
-        super().__init__(run, device)
-        self.model = _check_titok(build_model(run)).to(device)
-        self.objective = PixelObjective(self.opts, device)
-
-    def trainable(self):
-        return {"model": self.model, **self.objective.trainable()}
-
-    def state_modules(self):
-        return {"model": self.model, **self.objective.state_modules()}
-
-    def phases(self, batch, step, modules) -> Iterator[Phase]:
-        images = batch["image"]
-        out = modules["model"](images)
-        loss, logs = self.objective.generator_terms(out.images, images, step, self.model.last_layer())
-        loss = loss + self.opts.quantizer_weight * out.quantizer_loss
-        logs["quantizer"] = out.quantizer_loss.detach()
-        yield Phase("model", loss, logs)
-        yield from self.objective.discriminator_phase(images, out.images, step, modules)
-
-    @torch.no_grad()
-    def samples(self, images, model):
-        return [images, model.reconstruct(images)]
+    model_cls = TiTok
