@@ -50,3 +50,20 @@ def test_preset_without_weights_says_what_to_do():
         adatok.load("titok_tiny")
     with pytest.raises(CheckpointError, match="no such file"):
         adatok.load("titok_tiny", weights="/nonexistent/weights.safetensors")
+
+
+def test_bundled_weights_load_by_preset_name(tmp_path, monkeypatch):
+    """A preset can ship its weights inside the package (adatok/weights/<name>/)."""
+    from adatok import hub, registry
+    from adatok.registry import Preset
+
+    model = adatok.create_model("titok_pixels_tiny")
+    adatok.save(model, tmp_path / "weights" / "demo_bundle")
+    monkeypatch.setattr(hub, "BUNDLED_DIR", tmp_path / "weights")
+    preset = Preset("bundled_tiny", "titok", lambda: adatok.get_config("titok_pixels_tiny"), "test", bundled="demo_bundle")
+    monkeypatch.setitem(registry.PRESETS, "bundled_tiny", preset)
+    loaded = adatok.load("bundled_tiny")
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
+    monkeypatch.setattr(hub, "BUNDLED_DIR", tmp_path / "elsewhere")
+    with pytest.raises(CheckpointError, match="missing from this installation"):
+        adatok.load("bundled_tiny")

@@ -58,15 +58,6 @@ _OFFICIAL = [
 for _name, _factory, _desc, _reported in _OFFICIAL:
     register_preset(Preset(_name, "titok", _factory, _desc, hub_repo=_HUB.format(_name), reported=_reported))
 
-# The shipped default (trained by configs/defaults/titok_default.yaml on the real-photo pool):
-# single-stage VQ TiTok for 64x64 images, 32 tokens from a 512-code book.
-_DEFAULT_VIT = ViTConfig(width=192, depth=4, heads=3)
-register_preset(Preset(
-    "titok_default", "titok",
-    lambda: TiTokConfig(image_size=64, patch_size=8, decoder_patch_size=8, num_tokens=32, encoder=_DEFAULT_VIT,
-                        decoder=_DEFAULT_VIT, quantizer="vq", codebook_size=512, token_dim=12, l2_norm=True,
-                        decoder_head="pixels", restart_dead_codes=True),
-    "shipped default: 64x64, 32 tokens, trained on the real-photo pool", bundled="titok_default"))
 register_preset(Preset("titok_tiny", "titok", lambda: _tiny("proxy"), "tiny two-stage layout (tests, CPU demo)"))
 register_preset(Preset("titok_pixels_tiny", "titok", lambda: _tiny("pixels"), "tiny VQ with RGB head (tests)"))
 register_preset(Preset("titok_vae_tiny", "titok", lambda: _tiny("pixels", "kl"), "tiny KL/VAE (tests)"))
