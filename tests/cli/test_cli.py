@@ -137,7 +137,7 @@ def test_eval_reports_psnr_ssim_and_codebook_usage(model_dir, inputs, capsys):
 
     model = adatok.load(model_dir)
     batch = torch.stack([load_image(inputs / n, 64) for n in ("astronaut.jpg", "coffee.jpg")])
-    result = evaluate(model, [(["a", "b"], batch, [])], torch.device("cpu"))
+    result = evaluate(model, [(["a", "b"], batch)], torch.device("cpu"))
     with torch.no_grad():
         recon = (model.reconstruct(batch) * 255).round() / 255
     assert result["psnr"] == pytest.approx(psnr(recon, batch).mean().item(), abs=1e-6)

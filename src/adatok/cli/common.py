@@ -52,6 +52,27 @@ def image_batches(args, size: int):
     return len(paths), batches()
 
 
+class ReadableBatches:
+    """The readable batches of a CLI run, as ``(paths, batch)``; bad files are reported on stderr
+    (once each), counted in ``failed``, and drive the progress bar like the good ones."""
+
+    def __init__(self, args, size: int, desc: str):
+        self.total, self._batches = image_batches(args, size)
+        self.desc = desc
+        self.failed = 0
+
+    def __iter__(self):
+        bar = progress(self.total, self.desc)
+        try:
+            for paths, batch, errors in self._batches:
+                self.failed += len(errors)
+                bar.update(len(paths) + len(errors))
+                if paths:
+                    yield paths, batch
+        finally:
+            bar.close()
+
+
 def progress(total: int, desc: str):
     from tqdm import tqdm
 

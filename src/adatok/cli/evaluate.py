@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..eval.metrics import codebook_usage, psnr, ssim
-from .common import add_model_args, autocast, image_batches, load_model, progress
+from .common import ReadableBatches, add_model_args, autocast, load_model
 
 
 def add_parser(sub) -> None:
@@ -15,17 +15,12 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
-def evaluate(model, batches, device, bar=None, amp=None) -> dict:
+def evaluate(model, batches, device, amp=None) -> dict:
     """Mean PSNR/SSIM (reconstructions rounded to 8 bits, as saved images are), tokens per image,
-    and codebook usage over all images."""
-    psnrs, ssims, lengths, ids, failed = [], [], [], [], 0
+    and codebook usage over ``(paths, batch)`` pairs."""
+    psnrs, ssims, lengths, ids = [], [], [], []
     with torch.inference_mode(), (amp or torch.autocast(device.type, enabled=False)):
-        for paths, batch, errors in batches:
-            failed += len(errors)
-            if bar is not None:
-                bar.update(len(paths) + len(errors))
-            if not paths:
-                continue
+        for _, batch in batches:
             batch = batch.to(device)
             tokens = model.encode(batch)
             recon = (model.decode(tokens).float() * 255).round() / 255
@@ -35,9 +30,9 @@ def evaluate(model, batches, device, bar=None, amp=None) -> dict:
             if tokens.ids is not None:
                 ids.append(tokens.ids.flatten())
     if not psnrs:
-        return {"images": 0, "failed": failed}
+        return {"images": 0}
     p, s = torch.cat(psnrs), torch.cat(ssims)
-    out = {"images": p.numel(), "failed": failed, "psnr": p.mean().item(), "psnr_std": p.std().item() if p.numel() > 1 else 0.0,
+    out = {"images": p.numel(), "psnr": p.mean().item(), "psnr_std": p.std().item() if p.numel() > 1 else 0.0,
            "ssim": s.mean().item(), "tokens": torch.cat(lengths).float().mean().item()}
     if ids and hasattr(model, "config") and getattr(model.config, "codebook_size", None):
         out.update(codebook_usage(torch.cat(ids), model.config.codebook_size))
@@ -47,16 +42,15 @@ def evaluate(model, batches, device, bar=None, amp=None) -> dict:
 def run(args) -> int:
     model = load_model(args)
     device = next(model.parameters()).device
-    total, batches = image_batches(args, model.image_size)
-    bar = progress(total, "eval")
-    result = evaluate(model, batches, device, bar, autocast(args, device))
-    bar.close()
+    batches = ReadableBatches(args, model.image_size, "eval")
+    result = evaluate(model, batches, device, autocast(args, device))
+    failed = batches.failed
     if not result["images"]:
-        print(f"adatok: no image could be read ({result['failed']} failed)")
+        print(f"adatok: no image could be read ({failed} failed)")
         return 1
     line = (f"{result['images']} image(s): PSNR {result['psnr']:.2f} dB (std {result['psnr_std']:.2f}), "
             f"SSIM {result['ssim']:.4f}, {result['tokens']:.1f} tokens/image")
     if "usage" in result:
         line += f", codebook usage {result['usage']:.1%} ({result['entropy_bits']:.2f} bits)"
-    print(line + (f"; {result['failed']} file(s) skipped" if result["failed"] else ""))
-    return 1 if result["failed"] else 0
+    print(line + (f"; {failed} file(s) skipped" if failed else ""))
+    return 1 if failed else 0

@@ -8,7 +8,7 @@ import torch
 
 from ..data.images import save_image
 from ..eval.metrics import psnr
-from .common import add_model_args, autocast, image_batches, load_model, progress
+from .common import ReadableBatches, add_model_args, autocast, load_model
 
 
 def add_parser(sub) -> None:
@@ -24,15 +24,10 @@ def run(args) -> int:
     device = next(model.parameters()).device
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    scores, failed = [], 0
-    total, batches = image_batches(args, model.image_size)
-    bar = progress(total, "reconstruct")
+    scores = []
+    batches = ReadableBatches(args, model.image_size, "reconstruct")
     with torch.inference_mode(), autocast(args, device):
-        for paths, batch, errors in batches:
-            failed += len(errors)
-            bar.update(len(paths) + len(errors))
-            if not paths:
-                continue
+        for paths, batch in batches:
             batch = batch.to(device)
             tokens = model.encode(batch)
             recon = model.decode(tokens).float()
@@ -42,7 +37,7 @@ def run(args) -> int:
                 save_image(image, target)
                 scores.append(value)
                 print(f"{path}\t{length} tokens\tPSNR {value:.2f} dB\t-> {target}")
-    bar.close()
+    failed = batches.failed
     if scores:
         print(f"mean PSNR {sum(scores) / len(scores):.2f} dB over {len(scores)} image(s)"
               + (f"; {failed} file(s) skipped" if failed else ""))

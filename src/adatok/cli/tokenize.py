@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import save_file
 
 from ..errors import ConfigError
-from .common import add_model_args, autocast, image_batches, load_model, progress
+from .common import ReadableBatches, add_model_args, autocast, load_model
 
 
 def add_parser(sub) -> None:
@@ -27,22 +27,17 @@ def run(args) -> int:
         raise ConfigError(f"--out {out}: use a .safetensors or .npz file name")
     model = load_model(args)
     device = next(model.parameters()).device
-    ids, lengths, codes, names, failed = [], [], [], [], 0
-    total, batches = image_batches(args, model.image_size)
-    bar = progress(total, "tokenize")
+    ids, lengths, codes, names = [], [], [], []
+    batches = ReadableBatches(args, model.image_size, "tokenize")
     with torch.inference_mode(), autocast(args, device):
-        for paths, batch, errors in batches:
-            failed += len(errors)
-            bar.update(len(paths) + len(errors))
-            if not paths:
-                continue
+        for paths, batch in batches:
             tokens = model.encode(batch.to(device))
             names += [str(p) for p in paths]
             lengths.append(tokens.lengths.cpu())
             (ids if tokens.ids is not None else codes).append(
                 (tokens.ids if tokens.ids is not None else tokens.codes.float()).cpu()
             )
-    bar.close()
+    failed = batches.failed
     if not names:
         print(f"adatok: no image could be read ({failed} failed)")
         return 1
