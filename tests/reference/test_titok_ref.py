@@ -57,7 +57,6 @@ def _read_tsv(path: Path) -> dict:
     return out
 
 
-@pytest.mark.skipif(not TSV.exists(), reason="spec key table not available")
 def test_s128_shapes_match_official_tsv():
     ref = _read_tsv(TSV)
     got = R.official_titok_shapes(enc_width=512, enc_depth=8, dec_width=512, dec_depth=8, num_tokens=128,

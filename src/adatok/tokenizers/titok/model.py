@@ -6,7 +6,6 @@ rebuilds the 2D image (directly, or as proxy codes of a MaskGIT-VQGAN). Spec: sp
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ...layers import Transformer

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-import torch
 import torch.nn.functional as F
 
 from ...errors import ConfigError
