@@ -8,6 +8,7 @@ Official checkpoints are recognised by their keys and converted by the family's 
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import tempfile
@@ -73,10 +74,14 @@ def read_state_dict(path) -> tuple[dict, Optional[dict]]:
         ours = json.loads(meta["adatok"]) if "adatok" in meta else None
         return tensors, ours
     try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        # Training checkpoints (e.g. ALIT's) also pickle their argparse Namespace: allow that one
+        # class, nothing else (weights_only stays on).
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for a bad pickle/zip
         raise CheckpointError(f"{path}: cannot read this checkpoint ({_first_line(e)}); truncated, or not a PyTorch file?") from None
-    for key in ("state_dict", "model", "ema"):  # common training-checkpoint wrappers
+    # common training-checkpoint wrappers; EMA weights first (what the official evaluations load)
+    for key in ("ema", "state_dict", "model"):
         if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
             obj = obj[key]
             break

@@ -95,3 +95,38 @@ def test_classification_recipe(labelled, tmp_path):
     start, end = first_and_last(losses(tmp_path / "cls"))
     assert end < 0.5 * start
     assert (exported / "model.safetensors").exists() and '"num_classes": 2' in (exported / "config.json").read_text()
+
+
+def test_alit_two_stage_recipe(photos, teacher, tmp_path):
+    s1 = tiny_run("alit_stage1", tmp_path / "s1", photos, model="alit_test_tiny", teacher=str(teacher),
+                  model_overrides={"halting": "bernoulli"}, **{"data.crop": "center", "data.flip": False})
+    stage1 = run(s1)
+    start, end = first_and_last(losses(tmp_path / "s1"))
+    assert end < 0.8 * start, (start, end)
+    with open(tmp_path / "s1" / "log.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert float(rows[-1]["ce_8"]) < float(rows[0]["ce_8"]) and float(rows[-1]["ce_32"]) < float(rows[0]["ce_32"])
+    model, teacher_model = adatok.load(stage1), adatok.load(teacher)
+    assert torch.equal(model.base.codebook, teacher_model.codebook)  # frozen base = the teacher
+    assert model.config.halting == "bernoulli"
+
+    s2 = tiny_run("alit_stage2", tmp_path / "s2", photos, model=str(stage1), **NO_PERCEPTUAL,
+                  **{"data.crop": "center", "data.flip": False})
+    stage2 = run(s2)
+    with open(tmp_path / "s2" / "log.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [float(r["tokens"]) for r in rows[:5]] == [8, 16, 24, 32, 8]  # one iteration per step, cycling
+    by_length = {}
+    for r in rows:
+        by_length.setdefault(r["tokens"], []).append(float(r["recon"]))
+    assert all(v[-1] < v[0] for v in by_length.values()), by_length
+    assert losses(tmp_path / "s2", "loss_disc")[-1] > 0
+    tuned = adatok.load(stage2)
+    assert not torch.equal(tuned.base.decoder.conv_out.weight, teacher_model.decoder.conv_out.weight)
+
+
+def test_alit_stage1_needs_a_base(photos, tmp_path):
+    from adatok.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="trained base VQGAN"):
+        run(tiny_run("alit_stage1", tmp_path / "x", photos, model="alit_test_tiny"))

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import torch
 
-from ..data.images import save_image
+from ..data.images import make_strip, save_image
 from ..eval.metrics import psnr
+from .adaptive import add_adaptive_args, check_adaptive_args, select
 from .common import ReadableBatches, add_model_args, autocast, load_model
 
 
@@ -16,11 +17,15 @@ def add_parser(sub) -> None:
     p.add_argument("images", nargs="+", help="image files or folders (searched recursively)")
     add_model_args(p)
     p.add_argument("--out", required=True, help="output folder for <name>_recon.png files")
+    add_adaptive_args(p)
+    p.add_argument("--all-lengths", action="store_true",
+                   help="also write <name>_lengths.png: the image at every token count (ALIT: 32, 64, ..., 256)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     model = load_model(args)
+    check_adaptive_args(args, model)
     device = next(model.parameters()).device
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -29,8 +34,10 @@ def run(args) -> int:
     with torch.inference_mode(), autocast(args, device):
         for paths, batch in batches:
             batch = batch.to(device)
-            tokens = model.encode(batch)
-            recon = model.decode(tokens).float()
+            tokens, recon = select(model, batch, args, return_images=True)
+            recon = recon.float()
+            if args.all_lengths:
+                _write_length_strips(model, batch, paths, out, args.seed)
             values = psnr(recon, batch.float()).tolist()
             for path, image, value, length in zip(paths, recon, values, tokens.lengths.tolist()):
                 target = out / f"{Path(path).stem}_recon.png"
@@ -44,3 +51,13 @@ def run(args) -> int:
     else:
         print(f"adatok: no image could be read ({failed} failed)")
     return 1 if failed or not scores else 0
+
+
+def _write_length_strips(model, batch, paths, out: Path, seed: int) -> None:
+    """original | reconstruction at each token count, one PNG per image."""
+    generator = torch.Generator(batch.device).manual_seed(seed)
+    rollout = model.rollout(batch, pixels="all", generator=generator)
+    for b, path in enumerate(paths):
+        images = [batch[b].float()] + [it.images[b].float().clamp(0, 1) for it in rollout.iterations]
+        labels = ["original"] + [f"{it.num_tokens} tokens" for it in rollout.iterations]
+        save_image(make_strip(images, labels), out / f"{Path(path).stem}_lengths.png")

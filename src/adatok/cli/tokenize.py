@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import save_file
 
 from ..errors import ConfigError
+from .adaptive import add_adaptive_args, check_adaptive_args, select
 from .common import ReadableBatches, add_model_args, autocast, load_model
 
 
@@ -17,7 +18,9 @@ def add_parser(sub) -> None:
     p = sub.add_parser("tokenize", help="encode images to token ids")
     p.add_argument("images", nargs="+", help="image files or folders (searched recursively)")
     add_model_args(p)
-    p.add_argument("--out", required=True, help="output file: .safetensors (default) or .npz")
+    p.add_argument("--out", required=True, help="output file: .safetensors (default) or .npz; variable-length "
+                   "ids are padded with -1 beyond each image's `lengths`")
+    add_adaptive_args(p)
     p.set_defaults(func=run)
 
 
@@ -26,12 +29,13 @@ def run(args) -> int:
     if out.suffix not in (".safetensors", ".npz"):
         raise ConfigError(f"--out {out}: use a .safetensors or .npz file name")
     model = load_model(args)
+    check_adaptive_args(args, model)
     device = next(model.parameters()).device
     ids, lengths, codes, names = [], [], [], []
     batches = ReadableBatches(args, model.image_size, "tokenize")
     with torch.inference_mode(), autocast(args, device):
         for paths, batch in batches:
-            tokens = model.encode(batch.to(device))
+            tokens, _ = select(model, batch.to(device), args, return_images=False)
             names += [str(p) for p in paths]
             lengths.append(tokens.lengths.cpu())
             (ids if tokens.ids is not None else codes).append(

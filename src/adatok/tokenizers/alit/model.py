@@ -1,0 +1,197 @@
+"""ALIT: adaptive-length 1D tokens by recurrent allocation (Duggal et al., ICLR 2025).
+
+A MaskGIT-architecture VQGAN (``base``) turns the image into a G x G grid of 2D tokens; the
+latent-distillation encoder adds 32 (``tokens_per_iter``) 1D tokens per iteration and re-encodes all
+of them; the decoder predicts the base codes from the 1D tokens; soft codes go through the base
+pixel decoder. Spec: specs/alit.md. What we add to the official code: per-image length selection
+with early exit (``select``), a decoder from ids (``decode_ids``), a deterministic halting rule.
+
+Images are ``B x 3 x H x W`` float in [0, 1]. Ids are padded to ``B x max_tokens`` with
+``PAD_ID`` (-1) beyond each image's ``lengths``.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+
+from ...errors import InputError
+from ...layers.block import TransformerBlock
+from ...pixel.maskgit_vqgan import MaskGITVQGAN
+from ...quantizers import VectorQuantizer
+from ...types import Tokens
+from ..base import check_ids, check_images
+from ..selection import calibrate_confidence, get_criterion
+from .config import ALITConfig
+from .modules import ALITDecoder, ALITEncoder
+from .rollout import PAD_ID, Rollout, Selection, adaptive_rollout, full_rollout
+
+
+class ALIT(nn.Module):
+    def __init__(self, config: Optional[ALITConfig] = None):
+        super().__init__()
+        config = config if config is not None else ALITConfig()
+        self.config = config
+        self.base = MaskGITVQGAN(config.base)
+        self.encoder = ALITEncoder(config)
+        self.decoder = ALITDecoder(config)
+        self.quantizer = (VectorQuantizer(config.codebook_size, config.token_dim, beta=config.commitment_cost,
+                                          l2_norm=True) if config.quantized else None)
+        self.apply(_init_linear)
+        for module in self.modules():  # nn.MultiheadAttention's packed projection keeps its default init
+            if isinstance(module, TransformerBlock):
+                nn.init.xavier_uniform_(module.attn.qkv.weight)
+
+    # -- properties shared with the other tokenizers -----------------------------------------
+    @property
+    def image_size(self) -> int:
+        return self.config.image_size
+
+    @property
+    def num_tokens(self) -> int:
+        """The maximum length (ids are padded to it)."""
+        return self.config.max_tokens
+
+    # -- building blocks the rollout uses -----------------------------------------------------
+    def base_ids(self, base_latents: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.base.quantize_latents(base_latents)[0]
+
+    def quantize(self, latents: torch.Tensor):
+        """Factorised latents B x n x d -> (codes the decoder reads, ids or None, quantizer loss)."""
+        if self.quantizer is None:
+            return latents, None, latents.new_zeros(())
+        q = self.quantizer(latents)
+        return q.codes, q.ids, q.loss
+
+    def soft_codes(self, probs: torch.Tensor) -> torch.Tensor:
+        """probs B x N2 x K -> expected base code vectors B x C x G x G."""
+        g = self.config.grid_size
+        soft = probs @ self.base.codebook.to(probs.dtype)
+        return soft.transpose(1, 2).unflatten(2, (g, g)).contiguous()
+
+    def halting_mask(self, p_gt: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """Which 2D slots to mask after an iteration (B x N2 bool), by ``config.halting``."""
+        t = self.config.halting_threshold
+        confident = p_gt >= t
+        if self.config.halting == "threshold":
+            return confident
+        if self.config.halting == "bernoulli":  # the official rule, random also at inference
+            draw = torch.bernoulli(p_gt.float(), generator=generator).bool()
+            return draw & confident
+        return torch.zeros_like(confident)
+
+    # -- public API ---------------------------------------------------------------------------
+    def rollout(self, images: torch.Tensor, iters: Optional[int] = None, pixels="all", decode_at=None,
+                generator: Optional[torch.Generator] = None) -> Rollout:
+        """All iterations for the whole batch (every length), with pixel decodes at ``pixels``
+        (``"all"``, or a collection of iteration indices)."""
+        check_images(images, self.image_size)
+        return full_rollout(self, images, iters, decode_at, pixels, generator)
+
+    def select(self, images: torch.Tensor, criterion="l1", threshold: Optional[float] = None,
+               max_tokens: Optional[int] = None, generator: Optional[torch.Generator] = None,
+               return_images: bool = True) -> Selection:
+        """Per-image adaptive length: tokens (padded ids + lengths), reconstructions at the chosen
+        lengths, and each iteration's error. ``criterion``: a name (``l1`` — the paper's, ``mse``,
+        ``psnr``, ``confidence`` — token space, no pixel decode per iteration, ``budget``) with its
+        ``threshold``, or a ``Criterion``. ``max_tokens`` caps every image's length."""
+        check_images(images, self.image_size)
+        crit = get_criterion(criterion, threshold, max_tokens)
+        return adaptive_rollout(self, images, crit, generator, return_images)
+
+    def encode(self, images: torch.Tensor, criterion="budget", threshold: Optional[float] = None,
+               max_tokens: Optional[int] = None, generator: Optional[torch.Generator] = None) -> Tokens:
+        """Images -> ``Tokens`` (padded, with per-image ``lengths``). The default is the full
+        length (``budget`` of ``max_tokens``); pass a criterion for adaptive lengths."""
+        if criterion == "budget" and threshold is None:
+            threshold = max_tokens or self.config.max_tokens
+        return self.select(images, criterion, threshold, max_tokens, generator, return_images=False).tokens
+
+    def decode(self, tokens: Tokens, clamp: bool = True) -> torch.Tensor:
+        """``Tokens`` (padded codes + lengths) -> images B x 3 x H x W."""
+        return self.decode_codes(tokens.codes, tokens.lengths, clamp)
+
+    def decode_ids(self, ids: torch.Tensor, lengths: Optional[torch.Tensor] = None, clamp: bool = True) -> torch.Tensor:
+        """Padded ids B x L (L <= max_tokens) + lengths B -> images. Without ``lengths`` every id
+        is used (L must then be a multiple of ``tokens_per_iter``)."""
+        if self.quantizer is None:
+            raise InputError("this ALIT has continuous latents (no ids): use decode(tokens) or decode_codes")
+        ids = check_ids(ids)
+        lengths = self._check_lengths(ids, lengths)
+        valid = torch.arange(ids.shape[1], device=ids.device)[None] < lengths[:, None]
+        picked = ids[valid]
+        v = self.config.codebook_size
+        if picked.numel() and bool(((picked < 0) | (picked >= v)).any()):
+            raise InputError(f"ids out of range: the first `lengths` ids of each row must lie in [0, {v})")
+        codes = self.quantizer.lookup(ids.clamp(0, v - 1)) * valid[..., None]
+        return self.decode_codes(codes, lengths, clamp)
+
+    def decode_codes(self, codes: torch.Tensor, lengths: torch.Tensor, clamp: bool = True) -> torch.Tensor:
+        """Padded codes B x L x d + lengths -> images. Images of equal length decode together (at
+        most ``max_iters`` groups: the decoder's sequence length depends on the token count)."""
+        lengths = self._check_lengths(codes[..., 0], lengths)
+        out = codes.new_zeros(codes.shape[0], 3, self.image_size, self.image_size, dtype=torch.float32)
+        for n in lengths.unique().tolist():
+            rows = torch.nonzero(lengths == n)[:, 0]
+            logits = self.decoder(codes[rows, :n])
+            images = self.base.decode_codes(self.soft_codes(logits.float().softmax(-1)))
+            out[rows] = images.float()
+        return out.clamp_(0, 1) if clamp else out
+
+    def reconstruct(self, images: torch.Tensor, criterion="budget", threshold=None, max_tokens=None) -> torch.Tensor:
+        if criterion == "budget" and threshold is None:
+            threshold = max_tokens or self.config.max_tokens
+        return self.select(images, criterion, threshold, max_tokens).images
+
+    @torch.no_grad()
+    def calibrate_confidence(self, images: torch.Tensor, l1_threshold: float = 0.07) -> tuple[float, float]:
+        """The ``confidence`` threshold that best reproduces the pixel-L1 criterion at
+        ``l1_threshold`` on these (held-out) images: ``(threshold, agreement)``, see
+        ``selection.calibrate_confidence``. Runs full rollouts with every pixel decode once."""
+        r = self.rollout(images, pixels="all")
+        conf = torch.stack([it.p_gt.float().mean(1) for it in r.iterations], 1)
+        l1 = torch.stack([(it.images.float() - images.float()).abs().mean(dim=(1, 2, 3)) for it in r.iterations], 1)
+        return calibrate_confidence(conf, l1, l1_threshold)
+
+    def last_layer(self) -> torch.Tensor:
+        return self.base.last_layer()
+
+    def forward(self, images: torch.Tensor, iters: Optional[int] = None, decode_at=None, pixels_at=(),
+                generator: Optional[torch.Generator] = None) -> Rollout:
+        """Training path (no input checks beyond shapes): the rollout with decoder outputs at
+        ``decode_at`` (default all) and pixel decodes at ``pixels_at``."""
+        return full_rollout(self, images, iters, decode_at, pixels_at, generator)
+
+    def _check_lengths(self, ids: torch.Tensor, lengths: Optional[torch.Tensor]) -> torch.Tensor:
+        cfg, (b, width) = self.config, ids.shape[:2]
+        if width > cfg.max_tokens:
+            raise InputError(f"got {width} tokens per row; this model reads at most {cfg.max_tokens}")
+        if lengths is None:
+            lengths = torch.full((b,), width, dtype=torch.long, device=ids.device)
+        if not isinstance(lengths, torch.Tensor) or lengths.shape != (b,) or lengths.is_floating_point():
+            raise InputError(f"lengths must be an integer tensor of shape ({b},)")
+        allowed = set(cfg.token_counts)
+        got = set(lengths.tolist())
+        if not got <= allowed or max(got) > width:
+            raise InputError(f"lengths {sorted(got)}: each must be one of {sorted(allowed)} and at most the "
+                             f"{width} tokens given per row")
+        return lengths.long()
+
+
+def _init_linear(module: nn.Module) -> None:
+    # Official init of the latent-distillation linears: trunc-normal std 0.02, zero bias.
+    # (The base VQGAN keeps PyTorch's conv defaults; it is usually loaded from a checkpoint.)
+    if isinstance(module, (nn.Linear, ALITEncoder)):
+        if isinstance(module, ALITEncoder):
+            nn.init.trunc_normal_(module.patch_embed.weight, std=0.02)
+            nn.init.zeros_(module.patch_embed.bias)
+            return
+        nn.init.trunc_normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+
+__all__ = ["ALIT", "PAD_ID"]

@@ -1,0 +1,56 @@
+"""ALIT presets: the official builders (spec alit.md §2) over the 256 px MaskGIT-architecture VQGAN,
+quantized (4096 x 12, l2) or continuous 12-d latents, and tiny test models.
+
+The official checkpoints are Dropbox ``.pth`` files (no hub repo): load them with
+``adatok.load(path)`` or ``adatok.load("alit_small", weights=path)``.
+"""
+
+from __future__ import annotations
+
+from ...pixel.maskgit_vqgan import MaskGITVQGANConfig
+from ...registry import Family, Preset, register_family, register_preset
+from .config import ALIT_SIZES, ALITConfig
+from .convert import config_from_official, convert_official_state_dict, is_official_state_dict
+from .model import ALIT
+
+register_family(
+    Family(
+        name="alit",
+        config_cls=ALITConfig,
+        model_cls=ALIT,
+        is_official=is_official_state_dict,
+        convert_official=convert_official_state_dict,
+        config_from_official=config_from_official,
+    )
+)
+
+
+def _official(size: str, quantized: bool = True) -> ALITConfig:
+    vit = ALIT_SIZES[size]
+    return ALITConfig(width=vit.width, depth=vit.depth, heads=vit.heads, quantized=quantized)
+
+
+_RELEASED = {
+    "small": "checkpoints: ImageNet-1K and ImageNet-100",
+    "base": "checkpoint: ImageNet-100",
+    "semilarge": "checkpoint: ImageNet-100",
+    "tiny": "no released checkpoint",
+}
+for _size, _note in _RELEASED.items():
+    register_preset(Preset(f"alit_{_size}", "alit", lambda s=_size: _official(s),
+                           f"ALIT-{_size} ({ALIT_SIZES[_size].width}w/{ALIT_SIZES[_size].depth}L), VQGAN base, "
+                           f"quantized 1D tokens; {_note}"))
+register_preset(Preset("alit_small_continuous", "alit", lambda: _official("small", quantized=False),
+                       "ALIT-small, continuous 12-d latents; checkpoint: ImageNet-100"))
+
+_TINY_BASE = MaskGITVQGANConfig(base_channels=32, z_channels=32, codebook_size=64, image_size=64)
+
+
+def _tiny(quantized: bool = True) -> ALITConfig:
+    return ALITConfig(image_size=64, width=64, depth=2, heads=2, tokens_per_iter=8, max_iters=4, token_dim=8,
+                      quantized=quantized, codebook_size=64, base=_TINY_BASE)
+
+
+register_preset(Preset("alit_test_tiny", "alit", _tiny, "tiny ALIT, 8..32 tokens at 64 px (tests)"))
+register_preset(Preset("alit_continuous_test_tiny", "alit", lambda: _tiny(False),
+                       "tiny ALIT with continuous latents (tests)"))
