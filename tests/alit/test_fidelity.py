@@ -165,3 +165,18 @@ def test_bad_checkpoints(tmp_path, official):
         load(tmp_path / "cut.pth")
     with pytest.raises(CheckpointError, match="holds a alit model, not a titok"):
         adatok.load("titok_s128", weights=official[1])
+
+
+@pytest.mark.parametrize("preset, total, alit_part", [
+    ("alit_small", 262_048_399, 207_532_812),
+    ("alit_small_continuous", 261_999_247, 207_483_660),
+    ("alit_base", 228_689_551, 174_173_964),
+    ("alit_semilarge", 463_587_983, 409_072_396),
+    ("alit_tiny", 107_352_719, 52_837_132),
+])
+def test_parameter_counts_equal_the_official_models(preset, total, alit_part):
+    # spec alit.md §2, measured on the official builders (inference model = ALIT + VQGAN)
+    with torch.device("meta"):
+        model = adatok.create_model(preset)
+    n = sum(p.numel() for p in model.parameters())
+    assert n == total and n - sum(p.numel() for p in model.base.parameters()) == alit_part

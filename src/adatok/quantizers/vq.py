@@ -74,25 +74,8 @@ class VectorQuantizer(nn.Module):
             stats={"commitment_loss": commitment.detach(), "codebook_loss": codebook_loss.detach()},
         )
 
-    @torch.no_grad()
     def _restart_dead_codes(self, ids: torch.Tensor, z: torch.Tensor) -> None:
-        """Codebook collapse remedy for training from scratch (as in Dhariwal et al.'s Jukebox and
-        many VQ trainers; the official TiTok has it as an off-by-default option): codes whose usage
-        EMA fell below 1% of a uniform share are re-seeded with random encoder outputs of the batch.
-        Under DDP the new rows come from rank 0, so every rank keeps the same codebook. No host sync.
-        """
-        counts = torch.bincount(ids.flatten(), minlength=self.codebook_size).float()
-        expected = ids.numel() / self.codebook_size
-        self.usage.mul_(self.usage_decay).add_(counts / max(expected, 1e-9), alpha=1 - self.usage_decay)
-        dead = self.usage < 0.01
-        flat = z.detach().reshape(-1, z.shape[-1])
-        picks = flat[torch.randint(0, flat.shape[0], (self.codebook_size,), device=flat.device)]
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.broadcast(picks, src=0)
-            torch.distributed.broadcast(dead, src=0)
-        w = self.embedding.weight
-        w.data.copy_(torch.where(dead[:, None], picks.to(w.dtype), w.data))
-        self.usage.masked_fill_(dead, 1.0)
+        restart_dead_codes_(self.embedding.weight, self.usage, ids, z, self.usage_decay)
 
     def lookup(self, ids: torch.Tensor) -> torch.Tensor:
         """Code vectors of ``ids`` (``B x L`` -> ``B x L x C``), normalised when ``l2_norm``."""
@@ -106,3 +89,26 @@ class VectorQuantizer(nn.Module):
                     " — were they made by a tokenizer with another codebook?"
                 )
         return F.embedding(ids.long(), self.codebook())
+
+
+@torch.no_grad()
+def restart_dead_codes_(weight: torch.Tensor, usage: torch.Tensor, ids: torch.Tensor, z: torch.Tensor,
+                        decay: float = 0.99, dead_below: float = 0.01) -> None:
+    """Codebook collapse remedy for training from scratch (as in Dhariwal et al.'s Jukebox and many
+    VQ trainers; the official TiTok has it as an off-by-default option), in place: ``usage`` (V)
+    is an EMA of each code's share of the picks relative to a uniform share; codes whose usage fell
+    below ``dead_below`` are re-seeded with random encoder outputs ``z`` (``... x C``) of the batch.
+    Under DDP the new rows come from rank 0, so every rank keeps the same codebook. No host sync.
+    """
+    v = weight.shape[0]
+    counts = torch.bincount(ids.flatten(), minlength=v).float()
+    expected = ids.numel() / v
+    usage.mul_(decay).add_(counts / max(expected, 1e-9), alpha=1 - decay)
+    dead = usage < dead_below
+    flat = z.detach().reshape(-1, z.shape[-1])
+    picks = flat[torch.randint(0, flat.shape[0], (v,), device=flat.device)]
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.broadcast(picks, src=0)
+        torch.distributed.broadcast(dead, src=0)
+    weight.data.copy_(torch.where(dead[:, None], picks.to(weight.dtype), weight.data))
+    usage.masked_fill_(dead, 1.0)

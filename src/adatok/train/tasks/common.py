@@ -131,12 +131,16 @@ class PixelTask(Task):
     def state_modules(self):
         return {"model": self.model, **self.objective.state_modules()}
 
+    def after_forward(self, out) -> None:
+        """Hook run on each training forward's output (e.g. codebook maintenance)."""
+
     def extra_logs(self, out) -> dict:
         return {}
 
     def phases(self, batch, step, modules) -> Iterator[Phase]:
         images = batch["image"]
         out = modules["model"](images)
+        self.after_forward(out)
         loss, logs = self.objective.generator_terms(out.images, images, step, self.model.last_layer())
         if self.quantizer_term:
             loss = loss + self.opts.quantizer_weight * out.quantizer_loss

@@ -1,19 +1,51 @@
 """MaskGIT-VQGAN training from scratch (the teacher / base tokenizer; no pretrained one can be
-downloaded here): reconstruction + perceptual + GAN + VQ loss."""
+downloaded here): reconstruction + perceptual + GAN + VQ loss, with optional dead-code restarts."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
+from torch import nn
 
 from ...pixel import MaskGITVQGAN
+from ...quantizers.vq import restart_dead_codes_
 from .base import register_task
-from .common import PixelTask
+from .common import PixelLossOptions, PixelTask
+
+
+@dataclass(frozen=True)
+class VQGANOptions(PixelLossOptions):
+    # Re-seed codes unused for a while with encoder outputs. From scratch, the MaskGIT-VQGAN's
+    # uniform codebook init collapses to a handful of codes without it (measured on the photo pool).
+    restart_dead_codes: bool = False
+    usage_decay: float = 0.99
+
+
+class CodeUsage(nn.Module):
+    """EMA of code usage, a module so that checkpoints (and exact resume) carry it."""
+
+    def __init__(self, codebook_size: int):
+        super().__init__()
+        self.register_buffer("usage", torch.ones(codebook_size))
 
 
 @register_task
 class VQGANTask(PixelTask):
     name = "vqgan"
     model_cls = MaskGITVQGAN
+    options_cls = VQGANOptions
+
+    def prepare(self):
+        self.code_usage = CodeUsage(self.model.config.codebook_size).to(self.device)
+
+    def state_modules(self):
+        return {**super().state_modules(), "code_usage": self.code_usage}
+
+    def after_forward(self, out) -> None:
+        if self.opts.restart_dead_codes:
+            restart_dead_codes_(self.model.quantize.embedding.weight, self.code_usage.usage, out.ids,
+                                out.latents.permute(0, 2, 3, 1), self.opts.usage_decay)
 
     def extra_logs(self, out) -> dict:
         used = torch.zeros(self.model.config.codebook_size, device=out.ids.device).index_fill_(0, out.ids.flatten(), 1)

@@ -1,0 +1,156 @@
+"""ALIT adaptive-length encoding: images/s of the official behaviour vs our per-image early exit.
+
+Rows (same model, same images, same run; halting deterministic so every path sees the same codes):
+  (a) official  all T iterations, a pixel decode at every one, ONE length for the batch (first
+                iteration whose batch-mean L1 < threshold, else the arg-min) — what the official
+                ``encode()`` computes
+  (b) ours-l1   per-image selection with the paper's pixel-L1 criterion, early exit
+  (c) fixed-l1  a fixed-length run at (b)'s mean length (rounded up to an iteration), one decode
+  (d) ours-conf per-image selection with the token-space criterion (decoder confidence in the base
+                codes, calibrated on the same images to reproduce (b)'s L1 threshold): no pixel
+                decode until the length is chosen
+  (e) fixed-conf a fixed-length run at (d)'s mean length
+Targets (issue 4): (b) >= 2.5x (a) when (b)'s mean length <= 3/8 of the maximum (96 of 256);
+(d) within 1.25x of (e), i.e. time(d) <= 1.25 time(e).
+
+The images are a mix of simple (flat colour, smooth gradients) and busy (the bundled photos, noise).
+The L1 threshold is ``--threshold`` or, by default, the one that makes (b)'s mean length closest to
+``--target-tokens`` on these images (a trained model gives content-dependent lengths; a random
+one mostly 32 or 256).
+
+    python benchmarks/alit_adaptive.py                       # alit_default (or the tiny test model), CPU
+    python benchmarks/alit_adaptive.py --model alit_small --device cuda --batch 8 --dtype bf16
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import autocast_ctx, best_of, default_device, device_name, format_table  # noqa: E402
+
+import adatok  # noqa: E402
+from adatok.data import load_images  # noqa: E402
+from adatok.errors import AdatokError  # noqa: E402
+from adatok.tokenizers.selection import TokenConfidence, calibrate_confidence  # noqa: E402
+
+SAMPLES = Path(adatok.__file__).parent / "data" / "samples"
+
+
+def mixed_images(n: int, size: int, device) -> torch.Tensor:
+    """Half simple (flat colours, gradients), half busy (bundled photos, then noise)."""
+    g = torch.Generator().manual_seed(0)
+    simple, busy = [], []
+    for i in range(n - n // 2):
+        colour = torch.rand(3, 1, 1, generator=g)
+        ramp = torch.linspace(0, 1, size).view(1, 1, size) * (i % 2)
+        simple.append((colour * 0.7 + 0.3 * ramp).expand(3, size, size))
+    photos = load_images(sorted(SAMPLES.glob("*.jpg")), size)[0]
+    for i in range(n // 2):
+        busy.append(photos[i] if i < len(photos) else torch.rand(3, size, size, generator=g))
+    return torch.stack(simple + busy).contiguous().to(device)
+
+
+def official_style(model, images, threshold: float) -> int:
+    """Every iteration with a pixel decode; one length for the batch (the official rule)."""
+    r = model.rollout(images, pixels="all")
+    l1 = torch.stack([(it.images.float() - images.float()).abs().mean() for it in r.iterations])
+    met = l1 < threshold
+    return int(met.float().argmax()) if bool(met.any()) else int(l1.argmin())
+
+
+def fixed_length(model, images, tokens: int):
+    return model.select(images, "budget", tokens)
+
+
+def auto_threshold(model, images, target_tokens: int) -> float:
+    """The L1 threshold whose per-image choice gives a mean length closest to ``target_tokens``."""
+    r = model.rollout(images, pixels="all")
+    l1 = torch.stack([(it.images.float() - images.float()).abs().mean(dim=(1, 2, 3)) for it in r.iterations], 1)
+    counts = torch.tensor(model.config.token_counts, dtype=torch.float, device=l1.device)
+    best, best_gap = float(l1.max()) + 1, math.inf
+    for t in torch.cat([l1.flatten(), l1.flatten() + 1e-6]).unique().tolist():
+        met = l1 < t
+        k = torch.where(met.any(1), met.float().argmax(1), l1.argmin(1))
+        gap = abs(float(counts[k].mean()) - target_tokens)
+        if gap < best_gap:
+            best, best_gap = t, gap
+    return best
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model", default="alit_default", help="preset/folder/file (default alit_default)")
+    p.add_argument("--device", default=default_device())
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch default)")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threshold", type=float, help="pixel-L1 threshold (default: auto, see --target-tokens)")
+    p.add_argument("--target-tokens", type=float, default=0, help="mean length for the auto threshold "
+                   "(default: 3/8 of the maximum, the issue's 96 of 256)")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    name = args.model
+    try:
+        model = adatok.load(args.model, device=device, halting="threshold")
+    except AdatokError as e:
+        if args.model != "alit_default":
+            raise
+        print(f"note: {e}; using a random alit_test_tiny instead")
+        torch.manual_seed(0)
+        model = adatok.create_model("alit_test_tiny", halting="threshold").to(device).eval()
+        name = "alit_test_tiny (random weights)"
+    cfg = model.config
+    images = mixed_images(args.batch, cfg.image_size, device)
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[args.dtype]
+    target = args.target_tokens or cfg.max_tokens * 3 / 8
+
+    with torch.inference_mode(), autocast_ctx(device, dtype):
+        threshold = args.threshold if args.threshold is not None else auto_threshold(model, images, target)
+        conf_t, agreement = model.calibrate_confidence(images, threshold)
+        l1_sel = model.select(images, "l1", threshold)
+        conf_sel = model.select(images, TokenConfidence(threshold=max(conf_t, 1e-6)))
+        mean_l1 = float(l1_sel.tokens.lengths.float().mean())
+        mean_conf = float(conf_sel.tokens.lengths.float().mean())
+        step = cfg.tokens_per_iter
+
+        def up(x):
+            return int(math.ceil(x / step) * step)
+
+        paths = {
+            "(a) official": lambda: official_style(model, images, threshold),
+            "(b) ours-l1": lambda: model.select(images, "l1", threshold),
+            f"(c) fixed-{up(mean_l1)}": lambda: fixed_length(model, images, up(mean_l1)),
+            "(d) ours-conf": lambda: model.select(images, TokenConfidence(threshold=max(conf_t, 1e-6))),
+            f"(e) fixed-{up(mean_conf)}": lambda: fixed_length(model, images, up(mean_conf)),
+        }
+        times = {name: best_of(fn, device, args.repeats)[0] for name, fn in paths.items()}
+
+    names = list(paths)
+    print(f"device: {device_name(device)}, threads {torch.get_num_threads()}, {args.dtype}, batch {args.batch}")
+    print(f"model: {name} "
+          f"({cfg.width}w/{cfg.depth}L, {cfg.token_counts[0]}..{cfg.max_tokens} tokens, {cfg.image_size} px)")
+    print(f"L1 threshold {threshold:.4f}: lengths {l1_sel.tokens.lengths.tolist()} (mean {mean_l1:.1f}); "
+          f"official batch length {cfg.token_counts[official_style(model, images, threshold)]}")
+    print(f"confidence threshold {conf_t:.4f} (agrees with the L1 rule on {agreement:.0%} of image-iterations): "
+          f"lengths {conf_sel.tokens.lengths.tolist()} (mean {mean_conf:.1f})")
+    rows = [[n, f"{args.batch / times[n]:.2f}", f"{times[names[0]] / times[n]:.2f}x"] for n in names]
+    print(format_table(["path", "images/s", "vs (a)"], rows))
+    b_vs_a = times[names[0]] / times[names[1]]
+    d_vs_e = times[names[3]] / times[names[4]]
+    print(f"(b) / (a) speed-up: {b_vs_a:.2f}x (target >= 2.5x when the mean length <= 3/8 of max: "
+          f"{'met' if b_vs_a >= 2.5 else 'NOT met'}; mean {mean_l1:.0f} of {cfg.max_tokens})")
+    print(f"time (d) / time (e): {d_vs_e:.2f} (target <= 1.25: {'met' if d_vs_e <= 1.25 else 'NOT met'})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
