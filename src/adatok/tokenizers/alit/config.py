@@ -41,8 +41,9 @@ class ALITConfig:
                    ``torch.Generator``); "threshold" — deterministic: mask iff p_gt(i) >= threshold
                    (our default at inference: reproducible per image, batch-independent);
                    "off" — never mask.
-    decoder_max_tokens: rows of the decoder's latent position table (official: 256); defaults to
-                   ``tokens_per_iter * max_iters``.
+    decoder_max_tokens: rows of the decoder's latent position table (official: 256); 0 (default)
+                   means ``tokens_per_iter * max_iters``.
+    restart_dead_codes: re-seed unused 1D codes while training (for training from scratch).
     """
 
     image_size: int = 256
@@ -59,6 +60,7 @@ class ALITConfig:
     halting: str = "threshold"
     halting_threshold: float = 0.55
     decoder_max_tokens: int = 0
+    restart_dead_codes: bool = False
     base: MaskGITVQGANConfig = field(default_factory=MaskGITVQGANConfig)
 
     def __post_init__(self):
@@ -79,9 +81,7 @@ class ALITConfig:
         if self.width <= self.base.z_channels:
             raise ConfigError(f"ALITConfig: width {self.width} must exceed the base tokenizer's z_channels "
                               f"{self.base.z_channels} (the patch embedding fills the remaining channels)")
-        if not self.decoder_max_tokens:
-            object.__setattr__(self, "decoder_max_tokens", self.max_tokens)
-        if self.decoder_max_tokens < self.max_tokens:
+        if self.decoder_max_tokens and self.decoder_max_tokens < self.max_tokens:
             raise ConfigError(f"ALITConfig.decoder_max_tokens={self.decoder_max_tokens} < max tokens {self.max_tokens}")
 
     @property
@@ -95,6 +95,10 @@ class ALITConfig:
     @property
     def num_image_tokens(self) -> int:
         return self.grid_size**2
+
+    @property
+    def decoder_positions(self) -> int:
+        return self.decoder_max_tokens or self.max_tokens
 
     @property
     def max_tokens(self) -> int:

@@ -38,7 +38,8 @@ class ALIT(nn.Module):
         self.encoder = ALITEncoder(config)
         self.decoder = ALITDecoder(config)
         self.quantizer = (VectorQuantizer(config.codebook_size, config.token_dim, beta=config.commitment_cost,
-                                          l2_norm=True) if config.quantized else None)
+                                          l2_norm=True, restart_dead_codes=config.restart_dead_codes)
+                          if config.quantized else None)
         self.apply(_init_linear)
         for module in self.modules():  # nn.MultiheadAttention's packed projection keeps its default init
             if isinstance(module, TransformerBlock):

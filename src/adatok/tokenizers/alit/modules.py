@@ -95,7 +95,7 @@ class ALITDecoder(nn.Module):
         self.pos_embed = _embedding(n2 + 1, w)
         self.mask_token = _embedding(1, 1, w)
         self.embed = nn.Linear(config.token_dim, w)
-        self.latent_pos_embed = _embedding(config.decoder_max_tokens, w)
+        self.latent_pos_embed = _embedding(config.decoder_positions, w)
         self.norm_pre = nn.LayerNorm(w)
         self.transformer = Transformer(w, config.depth, config.heads, config.mlp_ratio)
         self.norm_post = nn.LayerNorm(w)

@@ -19,15 +19,16 @@ class VQGANOptions(PixelLossOptions):
     # Re-seed codes unused for a while with encoder outputs. From scratch, the MaskGIT-VQGAN's
     # uniform codebook init collapses to a handful of codes without it (measured on the photo pool).
     restart_dead_codes: bool = False
-    usage_decay: float = 0.99
+    usage_decay: float = 0.99  # a code is dead after ~log(0.01)/log(decay) steps unused (458 at 0.99)
 
 
 class CodeUsage(nn.Module):
-    """EMA of code usage, a module so that checkpoints (and exact resume) carry it."""
+    """EMA of code usage, a module so that checkpoints (and exact resume) carry it. It starts at 0:
+    the codes the first batch does not pick are seeded with its encoder outputs (a data init)."""
 
     def __init__(self, codebook_size: int):
         super().__init__()
-        self.register_buffer("usage", torch.ones(codebook_size))
+        self.register_buffer("usage", torch.zeros(codebook_size))
 
 
 @register_task
