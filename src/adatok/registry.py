@@ -57,6 +57,7 @@ def _ensure_loaded() -> None:
     # Importing a model package registers its family and presets.
     from .pixel import presets as _pixel  # noqa: F401
     from .tokenizers.titok import presets as _titok  # noqa: F401
+    from .generators import presets as _generators  # noqa: F401
     from .tokenizers.alit import presets as _alit  # noqa: F401
 
 

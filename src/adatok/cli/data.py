@@ -6,7 +6,7 @@ import argparse
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("data", help="prepare training data: tar shards, the photo pool")
+    p = sub.add_parser("data", help="prepare training data: tar shards, the photo pool, token files")
     actions = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
 
     s = actions.add_parser(
@@ -45,6 +45,26 @@ def add_parser(sub) -> None:
     r.add_argument("dst")
     r.add_argument("--shorter-side", type=_positive_int, default=256, metavar="N")
     r.set_defaults(data_func=_run_resize)
+
+    t = actions.add_parser(
+        "pretokenize", help="tokenize a dataset once into a token file (for generator training)",
+        description="Encode every image of SRC (folder, ImageFolder tree with --labelled, or shards) with "
+        "--tokenizer into OUT (.safetensors or .npz: ids, lengths, labels): the center crop, plus its "
+        "mirror (--flip) and VIEWS-1 seeded random crops. Unreadable images are reported and skipped.")
+    t.add_argument("src")
+    t.add_argument("out")
+    t.add_argument("--tokenizer", required=True, help="tokenizer preset, folder, weight file or hub repo id")
+    t.add_argument("--weights", help="weight file for a tokenizer preset name")
+    t.add_argument("--labelled", action="store_true", help="ImageFolder layout: class = first-level sub-folder")
+    t.add_argument("--views", type=_positive_int, default=1, metavar="N", help="views per image (default 1)")
+    t.add_argument("--flip", action="store_true", help="also the mirrored center crop")
+    t.add_argument("--criterion", help="adaptive tokenizers: the length criterion passed to encode")
+    t.add_argument("--threshold", type=float, help="adaptive tokenizers: the criterion's threshold")
+    t.add_argument("--batch-size", type=_positive_int, default=32)
+    t.add_argument("--workers", type=int, default=0)
+    t.add_argument("--device", default="cpu")
+    t.add_argument("--bf16", action="store_true")
+    t.set_defaults(data_func=_run_pretokenize)
     p.set_defaults(func=run)
 
 
@@ -102,6 +122,24 @@ def _run_resize(args) -> int:
         written += 1
     print(f"wrote {written} image(s) to {dst} (shorter side {side})" + (f"; {failed} skipped" if failed else ""))
     return 1 if failed else 0
+
+
+def _run_pretokenize(args) -> int:
+    import torch
+
+    from ..data.tokens import pretokenize
+    from .common import load_model
+
+    args.model = args.tokenizer
+    tokenizer = load_model(args)
+    s = pretokenize(args.src, args.out, tokenizer, tokenizer_name=args.tokenizer, weights=args.weights or "",
+                    labelled=args.labelled, views=args.views, flip=args.flip, batch_size=args.batch_size,
+                    workers=args.workers, autocast_dtype=torch.bfloat16 if args.bf16 else None,
+                    encode_kwargs={k: v for k, v in (("criterion", args.criterion), ("threshold", args.threshold))
+                                   if v is not None})
+    print(f"wrote {s['rows']} rows ({s['images']} images, {s['lengths']}) to {s['out']} in {s['seconds']:.0f} s"
+          + (f"; {s['skipped']} unreadable image(s) skipped" if s["skipped"] else ""))
+    return 1 if s["skipped"] else 0
 
 
 def _positive_int(text: str) -> int:

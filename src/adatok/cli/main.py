@@ -7,9 +7,9 @@ import os
 import sys
 
 from ..errors import AdatokError
-from . import convert, data, evaluate, models, reconstruct, tokenize, train
+from . import convert, data, evaluate, generate, models, reconstruct, tokenize, train
 
-COMMANDS = [models, tokenize, reconstruct, evaluate, convert, train, data]
+COMMANDS = [models, tokenize, reconstruct, evaluate, generate, convert, train, data]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -24,6 +24,10 @@ def build_dataset(source: str, cfg, labelled: bool, train: bool):
 
     if not source:
         raise ConfigError("no training data: set data.train=FOLDER (images, ImageFolder tree, or shards)")
+    if source.endswith((".safetensors", ".npz")):  # a token file (generator training)
+        from ..data.tokens import TokenDataset
+
+        return TokenDataset(source)
     transform = ImageTransform(cfg.image_size, crop=cfg.crop if train else "center", flip=cfg.flip and train,
                                scale=tuple(cfg.scale))
     fmt = cfg.format
@@ -47,9 +51,14 @@ def build_loader(cfg: RunConfig, labelled: bool, info: DistInfo, start: int) -> 
 
 def build_eval_images(cfg: RunConfig, labelled: bool) -> torch.Tensor | None:
     """A fixed batch for sample grids: the first images of ``data.heldout`` (else of the training
-    data), with the evaluation transform (center crop)."""
+    data), with the evaluation transform (center crop); for a token file, class labels spread over
+    it (the generator task samples them)."""
     if not cfg.data.num_samples:
         return None
+    if cfg.data.train.endswith((".safetensors", ".npz")):  # token data: the class labels to generate
+        from ..data.tokens import TokenDataset
+
+        return TokenDataset(cfg.data.train).spread_labels(cfg.data.num_samples)
     dataset = build_dataset(cfg.data.heldout or cfg.data.train, cfg.data, labelled=False, train=False)
     n = min(cfg.data.num_samples, len(dataset))
     return torch.stack([dataset[i]["image"] for i in range(n)])

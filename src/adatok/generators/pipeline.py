@@ -1,0 +1,99 @@
+"""Generator + tokenizer: sample ids, decode them to images.
+
+    import adatok
+    from adatok.generators import generate_images
+    tok = adatok.load("titok_l32")                     # official weights (hub) or a path
+    gen = adatok.load("maskgit_titok_l32")
+    out = generate_images(gen, tok, classes=[1, 207], n=4, seed=0)   # Generated: ids, lengths, labels, images
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Optional, Sequence
+
+import torch
+
+from ..errors import ConfigError, InputError
+from .config import check_sampling
+from .maskgit import Generated, MaskGIT
+
+
+def check_pair(generator: MaskGIT, tokenizer) -> None:
+    """One-line error unless ``generator`` models ``tokenizer``'s tokens (codebook, token count)."""
+    g = generator.config
+    tcfg = getattr(tokenizer, "config", None)
+    if getattr(tcfg, "quantizer", "vq") != "vq":
+        raise ConfigError("this tokenizer has continuous (KL) tokens: MaskGIT generates discrete ids; "
+                          "use a VQ tokenizer")
+    codebook = getattr(tcfg, "codebook_size", None)
+    if codebook is not None and codebook != g.codebook_size:
+        raise ConfigError(f"the generator predicts {g.codebook_size} codes but the tokenizer has a codebook of "
+                          f"{codebook}: pair the generator with the tokenizer it was trained on")
+    tokens = getattr(tokenizer, "num_tokens", None)
+    if tokens is not None and (tokens < g.num_tokens if g.lengths else tokens != g.num_tokens):
+        raise ConfigError(f"the generator makes {g.num_tokens} tokens per image but the tokenizer reads {tokens}: "
+                          f"pair the generator with the tokenizer it was trained on")
+    if g.lengths and not _takes_lengths(tokenizer):
+        raise ConfigError("the generator is length-aware but this tokenizer's decode_ids takes no lengths: "
+                          "pair it with a variable-length tokenizer (ALIT)")
+
+
+def _takes_lengths(tokenizer) -> bool:
+    try:
+        return "lengths" in inspect.signature(tokenizer.decode_ids).parameters
+    except (TypeError, ValueError, AttributeError):
+        return False
+
+
+def decode(tokenizer, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Ids ``B x K`` (+ ``lengths``) -> images in [0, 1] through the tokenizer."""
+    if _takes_lengths(tokenizer):
+        return tokenizer.decode_ids(ids, lengths=lengths)
+    return tokenizer.decode_ids(ids)
+
+
+def class_list(classes, n: int) -> torch.Tensor:
+    """``n`` samples of each class in ``classes`` (``None`` -> ``n`` unconditional samples), in
+    class order: [c0]*n + [c1]*n + ..."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise InputError(f"n (samples per class) must be an integer >= 1, got {n!r}")
+    if classes is None or (isinstance(classes, Sequence) and len(classes) == 0):
+        return torch.full((n,), -1, dtype=torch.long)
+    return torch.as_tensor(list(classes), dtype=torch.long).repeat_interleave(n)
+
+
+@torch.no_grad()
+def generate_images(generator: MaskGIT, tokenizer, classes=None, n: int = 1, batch_size: Optional[int] = None,
+                    seed: int = 0, progress: bool = False, autocast_dtype: Optional[torch.dtype] = None,
+                    **sampling) -> Generated:
+    """``n`` samples per class (or unconditional), decoded to images.
+
+    Every check (classes in range, sampling settings, generator/tokenizer pairing) runs before any
+    sampling. Batches of ``batch_size`` (default: all at once) share one seeded generator, so the
+    same arguments give the same images. ``sampling`` overrides ``generator.config.sampling``
+    (steps, guidance, schedule, temperature, guidance_pow, softmax_annealing, lengths).
+    """
+    if not isinstance(generator, MaskGIT):
+        raise ConfigError(f"expected a MaskGIT generator, got {type(generator).__name__}")
+    check_pair(generator, tokenizer)
+    labels = generator.check_labels(class_list(classes, n))
+    s = generator.config.sampling
+    check_sampling(sampling.get("steps", s.steps), sampling.get("schedule", s.schedule),
+                   sampling.get("guidance", s.guidance), sampling.get("temperature", s.temperature))
+    device = generator.head.weight.device
+    rng = torch.Generator(device=device).manual_seed(seed)
+    batch_size = batch_size or labels.shape[0]
+    if batch_size < 1:
+        raise InputError(f"batch_size must be >= 1, got {batch_size}")
+    parts = []
+    ctx = torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None)
+    for start in range(0, labels.shape[0], batch_size):  # batches, never single samples
+        chunk = labels[start:start + batch_size]
+        with ctx:
+            out = generator.generate(chunk, generator=rng, progress=progress, **sampling)
+            images = decode(tokenizer, out.ids, out.lengths).float().clamp(0, 1)
+        out.images = images
+        parts.append(out)
+    return Generated(ids=torch.cat([p.ids for p in parts]), lengths=torch.cat([p.lengths for p in parts]),
+                     labels=torch.cat([p.labels for p in parts]), images=torch.cat([p.images for p in parts]))
