@@ -129,7 +129,12 @@ class Trainer:
             logger.truncate_after(self.step)
         loader = build_loader(cfg, self.task.labelled, info, start=self.position)
         eval_images = build_eval_images(cfg, self.task.labelled) if info.is_main else None
+        # Starting a DataLoader iterator draws its base seed from the global RNG: keep that draw
+        # out of the training stream, or a resumed run would consume one more number than an
+        # uninterrupted one (tasks that sample in the step, e.g. ALIT's halting, would diverge).
+        rng = torch.get_rng_state()
         batches = iter(loader)
+        torch.set_rng_state(rng)
         bar = _progress(cfg.train.steps, self.step, info.is_main)
         window_start, window_images = time.perf_counter(), 0
         try:
