@@ -38,3 +38,14 @@ register_preset(Preset("maskgit_vqgan_f16_256", "maskgit_vqgan", MaskGITVQGANCon
 register_preset(Preset("maskgit_vqgan_tiny", "maskgit_vqgan",
                        lambda: MaskGITVQGANConfig(base_channels=32, z_channels=32, codebook_size=64, image_size=64),
                        "tiny MaskGIT-VQGAN (tests)"))
+
+
+def default_config() -> MaskGITVQGANConfig:
+    """The shipped default base tokenizer (configs/defaults/vqgan.yaml): f8, 64 px -> 8 x 8 codes."""
+    return MaskGITVQGANConfig(base_channels=32, channel_mult=(1, 2, 2, 4), num_res_blocks=1, z_channels=32,
+                              codebook_size=256, image_size=64)
+
+
+register_preset(Preset("maskgit_vqgan_default", "maskgit_vqgan", default_config,
+                       "shipped: small f8 MaskGIT-VQGAN trained on the photo pool (CPU)",
+                       bundled="maskgit_vqgan_default"))

@@ -61,3 +61,18 @@ for _name, _factory, _desc, _reported in _OFFICIAL:
 register_preset(Preset("titok_tiny", "titok", lambda: _tiny("proxy"), "tiny two-stage layout (tests, CPU demo)"))
 register_preset(Preset("titok_pixels_tiny", "titok", lambda: _tiny("pixels"), "tiny VQ with RGB head (tests)"))
 register_preset(Preset("titok_vae_tiny", "titok", lambda: _tiny("pixels", "kl"), "tiny KL/VAE (tests)"))
+
+
+
+def _default() -> TiTokConfig:
+    """The shipped titok_default (configs/defaults/titok.yaml)."""
+    from ...pixel.presets import default_config
+
+    vit = ViTConfig(width=96, depth=3, heads=4)
+    return TiTokConfig(image_size=64, patch_size=8, decoder_patch_size=8, num_tokens=32, encoder=vit, decoder=vit,
+                       quantizer="vq", codebook_size=1024, token_dim=12, l2_norm=True, restart_dead_codes=True,
+                       decoder_head="proxy", pixel=default_config())
+
+
+register_preset(Preset("titok_default", "titok", _default,
+                       "shipped: 32 tokens at 64 px, trained on the photo pool (CPU)", bundled="titok_default"))
