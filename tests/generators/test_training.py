@@ -178,3 +178,17 @@ def test_resume_continues_exactly(tmp_path):
     resumed = adatok.load(run(recipe(tmp_path / "part", 8), resume=True))
     for (name, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name
+
+
+def test_masked_token_loss_ignores_padding_ids():
+    # ALIT token files pad ids with -1 beyond each row's length: those positions carry no weight
+    from adatok.generators.training import masked_token_loss
+
+    torch.manual_seed(0)
+    logits = torch.randn(2, 4, 8)
+    targets = torch.tensor([[1, 2, 3, 4], [5, 6, -1, -1]])
+    valid = targets >= 0
+    masked = torch.tensor([[True, False, True, False], [True, True, False, False]])
+    loss, _ = masked_token_loss(logits, targets, masked, valid)
+    same, _ = masked_token_loss(logits, targets.clamp(min=0), masked, valid)
+    assert torch.isfinite(loss) and torch.equal(loss, same)

@@ -46,6 +46,7 @@ def masked_token_loss(logits: torch.Tensor, targets: torch.Tensor, masked: torch
                       label_smoothing: float = 0.1, unmasked_weight: float = 0.1) -> tuple[torch.Tensor, dict]:
     """Weighted, label-smoothed cross-entropy. Shapes: logits ``B x K x V``, targets/masked/valid
     ``B x K``. Returns (loss, logs with the masked-position accuracy)."""
+    targets = targets.clamp(min=0)  # padding (-1, as ALIT pads) sits where valid is False: weight 0
     ce = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), label_smoothing=label_smoothing,
                          reduction="none").view_as(targets)
     weight = torch.where(masked, 1.0, unmasked_weight) * valid.float()
