@@ -19,11 +19,11 @@ def describe(name: str) -> dict:
         params = sum(p.numel() for p in create_model(cfg).parameters())
     return {
         "name": name,
-        "tokens": cfg.num_tokens,
+        "tokens": getattr(cfg, "token_range", None) or cfg.num_tokens,  # adaptive models: a range
         "image": cfg.image_size,
         "quantizer": cfg.quantizer_summary(),
         "params": f"{params / 1e6:.1f}M",
-        "weights": preset.hub_repo + (f"/{preset.hub_file}" if preset.hub_file else "") if preset.hub_repo else "-",
+        "weights": _weights(preset),
         "reported": preset.reported or "-",
         "description": preset.description,
     }
@@ -37,3 +37,11 @@ def run(args) -> int:
     for r in rows:
         print("  ".join(str(r[c]).ljust(widths[c]) for c in cols))
     return 0
+
+
+def _weights(preset) -> str:
+    if preset.bundled:
+        return "bundled"
+    if preset.hub_repo:
+        return preset.hub_repo + (f"/{preset.hub_file}" if preset.hub_file else "")
+    return "-"

@@ -110,6 +110,10 @@ class ALITConfig:
         return [self.tokens_per_iter * (k + 1) for k in range(self.max_iters)]
 
     @property
+    def token_range(self) -> str:
+        return f"{self.tokens_per_iter}..{self.max_tokens}"
+
+    @property
     def vit(self) -> ViTConfig:
         return ViTConfig(self.width, self.depth, self.heads, self.mlp_ratio)
 
