@@ -7,9 +7,9 @@ import os
 import sys
 
 from ..errors import AdatokError
-from . import convert, data, evaluate, generate, models, reconstruct, tokenize, train
+from . import classify, convert, data, evaluate, generate, models, reconstruct, tokenize, train, viz
 
-COMMANDS = [models, tokenize, reconstruct, evaluate, generate, convert, train, data]
+COMMANDS = [models, tokenize, reconstruct, evaluate, generate, convert, train, data, classify, viz]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,14 +2,17 @@
 
 The model is ``timm.create_model(model, num_classes=..., img_size=...)`` with random weights, or
 weights from a local file (``init_weights``; the classifier head is re-initialised when the class
-count differs). Token reduction plugs in through ``options.reduction`` once ``adatok.reduction``
-exists (issue 5). Exported as ``model.safetensors`` + ``config.json`` naming the timm model.
+count differs). Token reduction: ``options.reduction`` names a method of ``adatok.reduction``
+(tome | evit | imagepiece) applied to the timm model with ``options.reduction_settings``; pruning
+keep rates warm up as EViT's (``options.keep_rate_warmup: [start_step, steps]``: 1 until
+``start_step``, then a half cosine to the configured rate). Exported as ``model.safetensors`` +
+``config.json`` naming the timm model, the reduction and the class names.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -25,6 +28,9 @@ class ClassifyOptions:
     num_classes: int = 0  # 0 = the number of class folders in the data
     label_smoothing: float = 0.1
     drop_path: float = 0.0
+    reduction: str = ""  # "" | tome | evit | imagepiece (adatok.reduction)
+    reduction_settings: dict = field(default_factory=dict)  # the method's config fields
+    keep_rate_warmup: tuple = (0, 0)  # (start step, steps) of the pruning keep-rate warm-up
 
 
 @register_task
@@ -39,7 +45,9 @@ class ClassifyTask(Task):
 
         from ..data import build_dataset
 
-        classes = self.opts.num_classes or len(build_dataset(run.data.train, run.data, True, train=False).classes)
+        names = build_dataset(run.data.train, run.data, True, train=False).classes
+        classes = self.opts.num_classes or len(names)
+        self.class_names = list(names) if len(names) == classes else []
         if run.model not in timm.list_models():
             raise ConfigError(f"unknown timm model {run.model!r} (timm.list_models() lists them)")
         self.num_classes = classes
@@ -53,11 +61,20 @@ class ClassifyTask(Task):
             missing, unexpected = self.model.load_state_dict(state, strict=False)
             if unexpected or any(not k.startswith("head.") for k in missing):
                 raise ConfigError(f"{run.init_weights}: does not fit {run.model} (missing {missing[:4]}, unexpected {unexpected[:4]})")
+        if self.opts.reduction:  # after init_weights: a plain checkpoint loads before the LCB stem replaces patchify
+            from ... import reduction
+
+            reduction.apply(self.model, self.opts.reduction, **self.opts.reduction_settings)
 
     def trainable(self):
         return {"model": self.model}
 
     def phases(self, batch, step, modules) -> Iterator[Phase]:
+        if self.opts.reduction and self.opts.reduction != "tome":
+            from ...reduction import ops, set_keep_rate, settings_of
+
+            target = settings_of(self.model).get("keep_rate", 1.0)
+            set_keep_rate(self.model, ops.keep_rate_warmup(step, target, *self.opts.keep_rate_warmup))
         logits = modules["model"](batch["image"])
         loss = F.cross_entropy(logits.float(), batch["label"], label_smoothing=self.opts.label_smoothing)
         accuracy = (logits.argmax(-1) == batch["label"]).float().mean()
@@ -69,5 +86,10 @@ class ClassifyTask(Task):
         path.mkdir(parents=True, exist_ok=True)
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path / "model.safetensors"))
         meta = {"format": "timm", "model": self.run.model, "num_classes": self.num_classes,
-                "img_size": self.run.data.image_size, "model_overrides": self.run.model_overrides}
+                "img_size": self.run.data.image_size, "model_overrides": self.run.model_overrides,
+                "classes": self.class_names}
+        if self.opts.reduction:
+            from ...reduction import settings_of
+
+            meta["reduction"] = settings_of(self.model)
         (path / "config.json").write_text(json.dumps(meta, indent=2) + "\n")

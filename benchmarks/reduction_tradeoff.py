@@ -1,0 +1,177 @@
+#!/usr/bin/env python
+"""Accuracy / throughput trade-off of plain vs ToMe vs EViT vs ImagePiece on real data (Fashion-MNIST).
+
+Trains the small recipe ``configs/imagepiece_fashion_mnist.yaml`` four times through the shared
+training loop (``adatok.train.run``, the same code as ``adatok train``), from scratch on the same
+data, steps and seed: plain, ToMe, EViT and ImagePiece (each with its reduction on during training;
+pruning keep rates warmed up EViT-style), then evaluates each export on the 10k test images: top-1
+accuracy, images/s (best of ``--repeats`` interleaved passes over the test set, batch
+``--batch-size``), images per CPU-second, tokens after each block and GFLOP per image. Rows marked
+"off-the-shelf" apply a reduction at test time to the plain model without training it.
+
+    python scripts/fashion_mnist.py data/fashion_mnist
+    PYTHONPATH=src python benchmarks/reduction_tradeoff.py --data data/fashion_mnist --out runs/fmnist
+    PYTHONPATH=src python benchmarks/reduction_tradeoff.py --data data/fashion_mnist --out runs/fmnist --eval-only
+
+Training settings per method (all at about the same compute, ~42-47 tokens per block on average):
+ToMe r=5 (65 -> 25 tokens), EViT keep 0.7 at blocks 2/4/6 with the fused token, ImagePiece keep 0.7
+at blocks 2/4/6 with the LCB stem (the Table-1 setting at depth 8).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import time
+from pathlib import Path
+
+_HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(_HERE))
+try:
+    import adatok  # noqa: F401,E402
+except ImportError:
+    sys.path.insert(0, str(_HERE.parent / "src"))
+
+import torch  # noqa: E402
+
+import adatok.reduction as R  # noqa: E402
+from common import count_flops, cpu_busy_fraction, environment, format_table  # noqa: E402
+
+RECIPE = _HERE.parent / "configs" / "imagepiece_fashion_mnist.yaml"
+# run name: overrides of the recipe
+RUNS = {
+    "plain": ["options.reduction="],
+    "tome": ["options.reduction=tome", "options.reduction_settings={r: 5}"],
+    "evit": ["options.reduction=evit", "options.reduction_settings={keep_rate: 0.7, fuse_token: true}"],
+    "imagepiece": [],  # the recipe itself: ImagePiece, keep 0.7, LCB stem
+}
+# off-the-shelf rows: a reduction applied to the trained plain model at test time
+OFF_THE_SHELF = {"tome r=5": ("tome", {"r": 5}), "evit 0.7": ("evit", {"keep_rate": 0.7}),
+                 "imagepiece 0.7 (no LCB)": ("imagepiece", {"keep_rate": 0.7})}
+
+
+def train_all(args) -> None:
+    from adatok.train import run
+    from adatok.train.config import load_run_config
+
+    for name in args.runs:
+        out = args.out / name
+        if (out / "model" / "config.json").exists():
+            print(f"{name}: already trained ({out / 'model'})")
+            continue
+        overrides = [f"out={out}", f"data.train={args.data / 'train'}", *RUNS[name], *args.override]
+        cfg = load_run_config(RECIPE, overrides)
+        t0 = time.perf_counter()
+        print(f"== training {name}: {' '.join(RUNS[name]) or '(recipe as is)'}", flush=True)
+        run(cfg)
+        print(f"   {name}: {time.perf_counter() - t0:.0f} s", flush=True)
+
+
+def load_test(folder: Path, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    from adatok.data.images import load_image
+
+    classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
+    images, labels = [], []
+    for label, name in enumerate(classes):
+        for path in sorted((folder / name).glob("*.png")):
+            images.append(load_image(path, size))
+            labels.append(label)
+    return torch.stack(images), torch.tensor(labels)
+
+
+def evaluate(models: dict, images: torch.Tensor, labels: torch.Tensor, args) -> list:
+    """Accuracy, then throughput with interleaved timed passes over the test set."""
+    rows = []
+    batches = list(zip(images.split(args.batch_size), labels.split(args.batch_size)))
+    times = {k: [] for k in models}
+    cpu = {k: [] for k in models}
+    with torch.inference_mode():
+        for name, model in models.items():
+            correct = sum(int((model(x).argmax(-1) == y).sum()) for x, y in batches)
+            rows.append({"name": name, "accuracy": 100.0 * correct / len(labels),
+                         "tokens": R.info(model).tokens if R.is_patched(model) else None})
+        for _ in range(args.repeats):
+            for name, model in models.items():
+                c0, t0 = time.process_time(), time.perf_counter()
+                for x, _ in batches[: args.timed_batches]:
+                    model(x)
+                times[name].append(time.perf_counter() - t0)
+                cpu[name].append(time.process_time() - c0)
+    n = sum(len(x) for x, _ in batches[: args.timed_batches])
+    for row in rows:
+        row["images_per_s"] = n / min(times[row["name"]])
+        row["images_per_cpu_s"] = n / min(cpu[row["name"]])
+    return rows
+
+
+def flops_of(model: torch.nn.Module, size: int) -> float:
+    model = copy.deepcopy(model)
+    if R.is_patched(model):
+        model._adatok_reduction.attention = "eager"  # count the attention matmuls the fused kernel hides
+    else:
+        for blk in model.blocks:
+            blk.attn.fused_attn = False
+    with torch.no_grad():
+        return count_flops(lambda: model(torch.rand(1, 3, size, size))) / 1e9
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", type=Path, required=True, help="ImageFolder root with train/ and test/ (scripts/fashion_mnist.py)")
+    p.add_argument("--out", type=Path, default=Path("runs/fmnist"), help="runs folder (default runs/fmnist)")
+    p.add_argument("--runs", default=",".join(RUNS), help=f"comma list of {', '.join(RUNS)}")
+    p.add_argument("--eval-only", action="store_true", help="evaluate existing runs, do not train")
+    p.add_argument("--override", action="append", default=[], help="extra recipe override key=value (repeatable)")
+    p.add_argument("--batch-size", type=int, default=250, help="evaluation batch size (default 250)")
+    p.add_argument("--timed-batches", type=int, default=8, help="batches per timed pass (default 8 = 2000 images)")
+    p.add_argument("--repeats", type=int, default=3, help="interleaved timed passes, best kept (default 3)")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    p.add_argument("--json", type=Path, help="write the rows as JSON")
+    args = p.parse_args(argv)
+    args.runs = [r for r in args.runs.split(",") if r]
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    busy = [cpu_busy_fraction()]
+    if not args.eval_only:
+        train_all(args)
+    models, meta = {}, {}
+    for name in args.runs:
+        clf = R.load_classifier(str(args.out / name / "model"))
+        models[name] = clf.model
+        meta[name] = clf
+    if "plain" in models:
+        for label, (method, settings) in OFF_THE_SHELF.items():
+            model = copy.deepcopy(models["plain"])
+            R.apply(model, method, **settings)
+            models[f"plain + {label} (off-the-shelf)"] = model
+    size = next(iter(meta.values())).image_size
+    images, labels = load_test(args.data / "test", size)
+    rows = evaluate(models, images, labels, args)
+    busy.append(cpu_busy_fraction())
+    plain = next((r for r in rows if r["name"] == "plain"), None)
+    table = []
+    for r in rows:
+        r["gflops"] = flops_of(models[r["name"]], size)
+        tokens = " ".join(map(str, r["tokens"])) if r["tokens"] else "all"
+        speed = r["images_per_s"] / plain["images_per_s"] if plain else None
+        cpu_speed = r["images_per_cpu_s"] / plain["images_per_cpu_s"] if plain else None
+        table.append([r["name"], f"{r['accuracy']:.2f}", f"{r['images_per_s']:.0f}", f"{speed:.2f}x" if speed else "-",
+                      f"{cpu_speed:.2f}x" if cpu_speed else "-", f"{r['gflops'] * 1e3:.0f}", tokens])
+    print("\n" + format_table(["model", "top-1 %", "img/s", "vs plain", "vs plain (CPU-s)", "MFLOP/img",
+                               "tokens per block"], table))
+    env = environment(torch.device("cpu"))
+    others = ", ".join("?" if b is None else f"{100 * b:.0f}%" for b in busy)
+    print(f"\n{len(labels)} test images; timing: {args.timed_batches} x {args.batch_size} images per pass, best of "
+          f"{args.repeats}, {env['threads']} threads; other processes' CPU use before / after: {others}; "
+          f"total {time.perf_counter() - start:.0f} s")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"env": env, "rows": rows, "busy": busy}, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

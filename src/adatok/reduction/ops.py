@@ -1,0 +1,201 @@
+"""Token-reduction primitives as pure tensor functions (no model, no timm).
+
+Everything here works on a batch of token sequences ``x: B x N x C`` whose token 0 is [CLS], with
+per-token sizes ``size: B x N x 1`` (how many input patches a token stands for) and an optional
+source map ``source: B x N x N0`` (0/1: which of the N0 input tokens each token contains). Counts
+are equal for every sample of a batch, so batches stay rectangular; no Python loop runs over
+samples or tokens and nothing reads a tensor value back to the host.
+
+* ToMe's bipartite soft matching (Bolya et al., ICLR 2023), with the official split (even / odd
+  positions), tie order and output order, so that merges and source maps match the official code.
+* A general "merge these pairs" (:class:`PairMerge`) used by ImagePiece's matching inside a subset.
+* Pruning: top-k keep by score, the sorted complement, EViT's attention-weighted fusion of dropped
+  tokens (Liang et al., ICLR 2022).
+* Class attention and the proportional-attention bias (log size).
+* Schedules: ToMe's r schedule, EViT's keep-rate warm-up.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence, Union
+
+import torch
+from torch import Tensor
+
+RSchedule = Union[int, Sequence[int], tuple]
+
+
+# --------------------------------------------------------------------------- merging
+class BipartiteMerge:
+    """The merge ToMe's matching decided: A = even positions, B = odd positions; the ``r`` best
+    A tokens (sources) go into their best B token; output order is [kept A tokens by position,
+    all B tokens by position] (so [CLS], an A token, stays first).
+
+    Shapes: ``unm_idx`` B x (Na - r) x 1, ``src_idx`` / ``dst_idx`` B x r x 1 (indices into A / B).
+    """
+
+    def __init__(self, unm_idx: Tensor, src_idx: Tensor, dst_idx: Tensor):
+        self.unm_idx, self.src_idx, self.dst_idx = unm_idx, src_idx, dst_idx
+        self.r = src_idx.shape[1]
+
+    def __call__(self, x: Tensor, mode: str = "sum") -> Tensor:
+        a, b = x[:, ::2, :], x[:, 1::2, :]
+        n, na, c = a.shape
+        kept = a.gather(1, self.unm_idx.expand(n, na - self.r, c))
+        moved = a.gather(1, self.src_idx.expand(n, self.r, c))
+        b = b.scatter_reduce(1, self.dst_idx.expand(n, self.r, c), moved, reduce=mode)
+        return torch.cat([kept, b], dim=1)
+
+
+def bipartite_soft_matching(metric: Tensor, r: int, class_token: bool = True) -> BipartiteMerge | None:
+    """ToMe's matching of ``metric`` (B x N x d, e.g. head-averaged keys): None when ``r`` (clipped to
+    what the tokens allow) is 0. No gradient flows through the decision."""
+    protected = int(class_token)
+    r = min(r, (metric.shape[1] - protected) // 2)
+    if r <= 0:
+        return None
+    with torch.no_grad():
+        metric = metric / metric.norm(dim=-1, keepdim=True)
+        a, b = metric[:, ::2, :], metric[:, 1::2, :]
+        scores = a @ b.transpose(-1, -2)
+        if class_token:
+            scores[:, 0, :] = -math.inf  # [CLS] is never a source
+        node_max, node_idx = scores.max(dim=-1)
+        edge_idx = node_max.argsort(dim=-1, descending=True)[..., None]
+        unm_idx, src_idx = edge_idx[:, r:, :], edge_idx[:, :r, :]
+        dst_idx = node_idx[..., None].gather(1, src_idx)
+        if class_token:
+            unm_idx = unm_idx.sort(dim=1)[0]
+    return BipartiteMerge(unm_idx, src_idx, dst_idx)
+
+
+class PairMerge:
+    """Merge token ``src[b, i]`` into token ``dst[b, i]`` (absolute indices, sources never
+    destinations; several sources may share a destination) and drop the sources; the other tokens
+    keep their relative order (a destination keeps its place).
+
+    Shapes: ``src`` / ``dst`` B x r (int64), ``keep`` B x (N - r), ascending.
+    """
+
+    def __init__(self, src: Tensor, dst: Tensor, num_tokens: int):
+        self.src, self.dst = src, dst
+        self.r = src.shape[1]
+        self.keep = complement(src, num_tokens)
+
+    def __call__(self, x: Tensor, mode: str = "sum") -> Tensor:
+        n, _, c = x.shape
+        moved = x.gather(1, self.src[..., None].expand(n, self.r, c))
+        x = x.scatter_reduce(1, self.dst[..., None].expand(n, self.r, c), moved, reduce=mode)
+        return x.gather(1, self.keep[..., None].expand(n, self.keep.shape[1], c))
+
+
+def match_within(metric: Tensor, a_idx: Tensor, b_idx: Tensor, r: int) -> tuple[Tensor, Tensor]:
+    """Bipartite soft matching restricted to two disjoint token subsets: every token of ``a_idx``
+    (B x Na, absolute indices) finds its most similar (cosine of ``metric``) token of ``b_idx``
+    (B x Nb); the ``r`` best-scoring A tokens become sources. Returns (src, dst), B x r each."""
+    with torch.no_grad():
+        metric = metric / metric.norm(dim=-1, keepdim=True)
+        d = metric.shape[-1]
+        a = metric.gather(1, a_idx[..., None].expand(-1, -1, d))
+        b = metric.gather(1, b_idx[..., None].expand(-1, -1, d))
+        node_max, node_idx = (a @ b.transpose(-1, -2)).max(dim=-1)
+        edge = node_max.argsort(dim=-1, descending=True)[:, :r]
+        src = a_idx.gather(1, edge)
+        dst = b_idx.gather(1, node_idx.gather(1, edge))
+    return src, dst
+
+
+def merge_wavg(merge, x: Tensor, size: Tensor) -> tuple[Tensor, Tensor]:
+    """Size-weighted average merge: features weighted by size, summed, divided by the summed size
+    (sizes add). ``merge`` is a :class:`BipartiteMerge` or :class:`PairMerge`."""
+    merged = merge(x * size, mode="sum")
+    size = merge(size, mode="sum")
+    return (merged / size).to(x.dtype), size
+
+
+def merge_source(merge, source: Tensor) -> Tensor:
+    """Source map after a merge: the union (element-wise max) of the merged tokens' rows."""
+    return merge(source, mode="amax")
+
+
+def initial_source(x: Tensor) -> Tensor:
+    """Identity source map, B x N x N (every token is its own input token)."""
+    n, t, _ = x.shape
+    return torch.eye(t, device=x.device, dtype=torch.float32)[None].expand(n, t, t)
+
+
+# --------------------------------------------------------------------------- pruning
+def gather_tokens(x: Tensor, idx: Tensor) -> Tensor:
+    """``x[b, idx[b]]`` for B x N x C ``x`` and B x K ``idx``."""
+    return x.gather(1, idx[..., None].expand(-1, -1, x.shape[-1]))
+
+
+def complement(idx: Tensor, n: int) -> Tensor:
+    """The indices in ``range(n)`` not in ``idx`` (B x K, distinct), ascending: B x (n - K)."""
+    mask = torch.zeros(idx.shape[0], n, dtype=torch.uint8, device=idx.device).scatter_(1, idx, 1)
+    return mask.argsort(dim=1, stable=True)[:, : n - idx.shape[1]]
+
+
+def topk_keep(scores: Tensor, k: int, order: str = "position") -> Tensor:
+    """Indices (B x k) of the ``k`` highest ``scores`` (B x N), in descending score order
+    (``order="score"``, EViT's) or in ascending position (``"position"``)."""
+    idx = scores.topk(k, dim=1, largest=True, sorted=True).indices
+    return idx.sort(dim=1).values if order == "position" else idx
+
+
+def fuse_tokens(x: Tensor, idx: Tensor, weights: Tensor) -> Tensor:
+    """EViT's inattentive-token fusion: sum of the tokens ``idx`` (B x M) weighted by ``weights``
+    (B x M, not renormalised), one token per sample: B x 1 x C."""
+    return (gather_tokens(x, idx) * weights[..., None]).sum(dim=1, keepdim=True)
+
+
+def keep_count(rate: float, n: int) -> int:
+    """Tokens a keep rate leaves of ``n``: ``ceil(rate * n)`` in Python float arithmetic, exactly
+    as EViT computes it (0.7 of 196 is 138, of 139 is 98)."""
+    return min(n, math.ceil(rate * n))
+
+
+# --------------------------------------------------------------------------- attention
+def size_bias(size: Tensor, dtype: torch.dtype) -> Tensor:
+    """Proportional attention: ``log(size)`` added to every logit whose key is that token.
+    B x N x 1 sizes -> B x 1 x 1 x N additive mask (broadcast over heads and queries)."""
+    return size.log()[:, None, None, :, 0].to(dtype)
+
+
+def class_attention(q_cls: Tensor, k: Tensor, scale: float, bias: Tensor | None = None) -> Tensor:
+    """Attention probabilities of the [CLS] query to the other tokens, averaged over heads.
+
+    Only the [CLS] row is formed (B x H x 1 x N), so it is cheap next to a fused attention kernel.
+    Shapes: ``q_cls`` B x H x 1 x d, ``k`` B x H x N x d, ``bias`` B x 1 x 1 x N -> B x (N - 1)."""
+    logits = (q_cls.float() * scale) @ k.float().transpose(-1, -2)
+    if bias is not None:
+        logits = logits + bias.float()
+    return logits.softmax(dim=-1)[:, :, 0, 1:].mean(dim=1)
+
+
+# --------------------------------------------------------------------------- schedules
+def parse_r(r: RSchedule, depth: int) -> list[int]:
+    """ToMe's r schedule: an int (constant), a pair ``(r, inflection)`` (linear from
+    ``int(r * (1 - inflection))`` to ``2 r - that``; inflection -1 = "decreasing"), or a list of
+    per-block values (zero-padded to ``depth``)."""
+    if isinstance(r, list):
+        return list(r) + [0] * (depth - len(r))
+    inflect = 0.0
+    if isinstance(r, tuple):
+        r, inflect = r
+    lo = int(r * (1.0 - inflect))
+    hi = 2 * r - lo
+    step = (hi - lo) / (depth - 1) if depth > 1 else 0.0
+    return [int(lo + step * i) for i in range(depth)]
+
+
+def keep_rate_warmup(step: int, target: float, start: int = 0, steps: int = 0) -> float:
+    """EViT's keep-rate schedule: 1 for the first ``start`` steps, then a half cosine from 1 down to
+    ``target`` over ``steps`` steps, then ``target``."""
+    if step < start:
+        return 1.0
+    if steps <= 0 or step >= start + steps:
+        return target
+    progress = (step - start) / steps
+    return target + (1.0 - target) * 0.5 * (1.0 + math.cos(math.pi * progress))
