@@ -7,7 +7,7 @@ import argparse
 import torch
 
 from ..errors import ConfigError
-from .common import ReadableBatches, autocast
+from .common import ReadableBatches, autocast, checked_device
 
 METHODS = ("none", "tome", "evit", "imagepiece")
 
@@ -52,14 +52,7 @@ def load_reduced(args, trace: bool = False):
     """The classifier of ``args.model`` with the reduction ``--reduction`` / ``--set`` ask for."""
     from .. import reduction as R
 
-    if args.batch_size < 1:
-        raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
-    try:
-        device = torch.device(args.device)
-    except RuntimeError:
-        raise ConfigError(f"--device {args.device!r} is not a device name (cpu, cuda, cuda:0, ...)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was asked for but no CUDA GPU is available")
+    device = checked_device(args)
     clf = R.load_classifier(args.model, weights=args.weights)
     model, settings = clf.model, parse_settings(args.settings)
     method = args.reduction

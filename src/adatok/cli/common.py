@@ -20,7 +20,8 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (GPU; quantization stays float32)")
 
 
-def load_model(args) -> torch.nn.Module:
+def checked_device(args) -> torch.device:
+    """``--device`` (and ``--batch-size``) checked before any work: one-line errors."""
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
     try:
@@ -29,7 +30,11 @@ def load_model(args) -> torch.nn.Module:
         raise ConfigError(f"--device {args.device!r} is not a device name (cpu, cuda, cuda:0, ...)") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda was asked for but no CUDA GPU is available")
-    return load(args.model, weights=args.weights, device=device)
+    return device
+
+
+def load_model(args) -> torch.nn.Module:
+    return load(args.model, weights=args.weights, device=checked_device(args))
 
 
 def autocast(args, device: torch.device):
