@@ -47,5 +47,5 @@ def select(model, batch: torch.Tensor, args, return_images: bool):
             threshold = int(threshold)
         sel = model.select(batch, args.criterion, threshold, args.max_tokens, generator, return_images)
     else:
-        sel = model.select(batch, "budget", args.max_tokens or model.num_tokens, None, generator, return_images)
+        sel = model.select(batch, "budget", None, args.max_tokens, generator, return_images)
     return sel.tokens, sel.images

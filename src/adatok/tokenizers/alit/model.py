@@ -97,9 +97,11 @@ class ALIT(nn.Module):
                return_images: bool = True) -> Selection:
         """Per-image adaptive length: tokens (padded ids + lengths), reconstructions at the chosen
         lengths, and each iteration's error. ``criterion``: a name (``l1`` — the paper's, ``mse``,
-        ``psnr``, ``confidence`` — token space, no pixel decode per iteration, ``budget``) with its
-        ``threshold``, or a ``Criterion``. ``max_tokens`` caps every image's length."""
+        ``psnr``, ``confidence`` — token space, no pixel decode per iteration, ``budget``: default
+        the full length) with its ``threshold``, or a ``Criterion``. ``max_tokens`` caps every image's length."""
         check_images(images, self.image_size)
+        if criterion == "budget" and threshold is None:  # no budget given: this model's full length
+            threshold = max_tokens or self.config.max_tokens
         crit = get_criterion(criterion, threshold, max_tokens)
         return adaptive_rollout(self, images, crit, generator, return_images)
 
@@ -107,8 +109,6 @@ class ALIT(nn.Module):
                max_tokens: Optional[int] = None, generator: Optional[torch.Generator] = None) -> Tokens:
         """Images -> ``Tokens`` (padded, with per-image ``lengths``). The default is the full
         length (``budget`` of ``max_tokens``); pass a criterion for adaptive lengths."""
-        if criterion == "budget" and threshold is None:
-            threshold = max_tokens or self.config.max_tokens
         return self.select(images, criterion, threshold, max_tokens, generator, return_images=False).tokens
 
     def decode(self, tokens: Tokens, clamp: bool = True) -> torch.Tensor:
@@ -143,8 +143,6 @@ class ALIT(nn.Module):
         return out.clamp_(0, 1) if clamp else out
 
     def reconstruct(self, images: torch.Tensor, criterion="budget", threshold=None, max_tokens=None) -> torch.Tensor:
-        if criterion == "budget" and threshold is None:
-            threshold = max_tokens or self.config.max_tokens
         return self.select(images, criterion, threshold, max_tokens).images
 
     @torch.no_grad()
