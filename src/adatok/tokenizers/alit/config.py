@@ -9,6 +9,7 @@ import math
 from dataclasses import dataclass, field
 
 from ...errors import ConfigError
+from ...layers.init import check_init
 from ...pixel.maskgit_vqgan import MaskGITVQGANConfig
 from ..titok.config import ViTConfig
 
@@ -44,6 +45,8 @@ class ALITConfig:
     decoder_max_tokens: rows of the decoder's latent position table (official: 256); 0 (default)
                    means ``tokens_per_iter * max_iters``.
     restart_dead_codes: re-seed unused 1D codes while training (for training from scratch).
+    init:          weight init when training from scratch: "official" (trunc-normal 0.02) or
+                   "fan_in" (std fan_in^-1/2; for small widths, see layers/init.py).
     """
 
     image_size: int = 256
@@ -61,9 +64,11 @@ class ALITConfig:
     halting_threshold: float = 0.55
     decoder_max_tokens: int = 0
     restart_dead_codes: bool = False
+    init: str = "official"
     base: MaskGITVQGANConfig = field(default_factory=MaskGITVQGANConfig)
 
     def __post_init__(self):
+        check_init(self.init, "ALITConfig")
         for name in ("image_size", "width", "depth", "heads", "tokens_per_iter", "max_iters", "token_dim",
                      "codebook_size"):
             v = getattr(self, name)

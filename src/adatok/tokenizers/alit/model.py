@@ -19,6 +19,7 @@ from torch import nn
 
 from ...errors import InputError
 from ...layers.block import TransformerBlock
+from ...layers.init import trunc_normal_init_
 from ...pixel.maskgit_vqgan import MaskGITVQGAN
 from ...quantizers import VectorQuantizer
 from ...types import Tokens
@@ -40,7 +41,7 @@ class ALIT(nn.Module):
         self.quantizer = (VectorQuantizer(config.codebook_size, config.token_dim, beta=config.commitment_cost,
                                           l2_norm=True, restart_dead_codes=config.restart_dead_codes)
                           if config.quantized else None)
-        self.apply(_init_linear)
+        self.apply(lambda m: _init_linear(m, config.init))
         for module in self.modules():  # nn.MultiheadAttention's packed projection keeps its default init
             if isinstance(module, TransformerBlock):
                 nn.init.xavier_uniform_(module.attn.qkv.weight)
@@ -180,17 +181,13 @@ class ALIT(nn.Module):
         return lengths.long()
 
 
-def _init_linear(module: nn.Module) -> None:
-    # Official init of the latent-distillation linears: trunc-normal std 0.02, zero bias.
-    # (The base VQGAN keeps PyTorch's conv defaults; it is usually loaded from a checkpoint.)
-    if isinstance(module, (nn.Linear, ALITEncoder)):
-        if isinstance(module, ALITEncoder):
-            nn.init.trunc_normal_(module.patch_embed.weight, std=0.02)
-            nn.init.zeros_(module.patch_embed.bias)
-            return
-        nn.init.trunc_normal_(module.weight, std=0.02)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
+def _init_linear(module: nn.Module, scheme: str) -> None:
+    # Init of the latent-distillation linears: trunc-normal (official: std 0.02; layers/init.py),
+    # zero bias. (The base VQGAN keeps PyTorch's conv defaults; it is usually loaded from a checkpoint.)
+    if isinstance(module, ALITEncoder):
+        trunc_normal_init_(module.patch_embed, scheme)
+    elif isinstance(module, nn.Linear):
+        trunc_normal_init_(module, scheme)
 
 
 __all__ = ["ALIT", "PAD_ID"]

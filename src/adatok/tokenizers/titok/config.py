@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ...errors import ConfigError
+from ...layers.init import check_init
 from ...pixel.maskgit_vqgan import MaskGITVQGANConfig
 
 
@@ -45,6 +46,8 @@ class TiTokConfig:
     legacy_reshape: the official s128/b64/l32 encoders *reshape* (not transpose) the B x K x W
                  latent outputs to B x W x K before the 1x1 projection (spec §3.5). True for those
                  checkpoints; new models should leave it False.
+    init:        weight init when training from scratch: "official" (trunc-normal 0.02) or
+                 "fan_in" (std fan_in^-1/2; for small widths, see layers/init.py).
     """
 
     image_size: int = 256
@@ -62,9 +65,11 @@ class TiTokConfig:
     kl_weight: float = 1e-6
     decoder_head: str = "proxy"
     legacy_reshape: bool = False
+    init: str = "official"
     pixel: MaskGITVQGANConfig = field(default_factory=MaskGITVQGANConfig)
 
     def __post_init__(self):
+        check_init(self.init, "TiTokConfig")
         if self.quantizer not in ("vq", "kl"):
             raise ConfigError(f"quantizer must be 'vq' or 'kl', got {self.quantizer!r}")
         if self.decoder_head not in ("proxy", "pixels"):
