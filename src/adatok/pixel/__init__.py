@@ -1,5 +1,6 @@
-"""Conv autoencoders used as teachers / pixel decoders (MaskGIT-VQGAN)."""
+"""Conv autoencoders used as teachers / pixel decoders / base tokenizers (MaskGIT-VQGAN, KL-16 VAE)."""
 
+from adatok.pixel.kl_vae import KLVAE, KLVAEConfig
 from adatok.pixel.maskgit_vqgan import (
     Conv2dSame,
     MaskGITVQGAN,
@@ -14,6 +15,8 @@ from adatok.pixel.maskgit_vqgan import (
 )
 
 __all__ = [
+    "KLVAE",
+    "KLVAEConfig",
     "Conv2dSame",
     "MaskGITVQGAN",
     "MaskGITVQGANConfig",

@@ -10,10 +10,13 @@ from dataclasses import dataclass, field
 
 from ...errors import ConfigError
 from ...layers.init import check_init
+from ...pixel.kl_vae import KLVAEConfig
 from ...pixel.maskgit_vqgan import MaskGITVQGANConfig
 from ..titok.config import ViTConfig
 
 HALTING_RULES = ("bernoulli", "threshold", "off")
+BASE_KINDS = {"vqgan": MaskGITVQGANConfig, "vae": KLVAEConfig}
+VAE_SAMPLING = ("training", "always", "never")
 
 # The official latent-distillation sizes (encoder = decoder). Note: alit_small is 1024 wide with
 # 8 heads of 128 (the official builder's choice); the 512-wide model is alit_tiny.
@@ -27,11 +30,14 @@ ALIT_SIZES = {
 
 @dataclass(frozen=True)
 class ALITConfig:
-    """An ALIT tokenizer over a MaskGIT-architecture VQGAN (``base``).
+    """An ALIT tokenizer over a 2D base tokenizer ``base``: a MaskGIT-architecture VQGAN
+    (``base_kind="vqgan"``, ``base`` a ``MaskGITVQGANConfig``) or the KL-16 VAE (``base_kind="vae"``,
+    ``base`` a ``KLVAEConfig``; spec alit.md §3.2).
 
     Every iteration k = 0..max_iters-1 appends ``tokens_per_iter`` latent tokens, re-encodes all of
     them with the image tokens, and decodes the ``tokens_per_iter * (k+1)`` 1D tokens to logits over
-    the base tokenizer's codes at each 2D position.
+    the base tokenizer's codes at each 2D position (VQGAN), or regresses the base's scaled latents
+    there (VAE).
 
     quantized:     1D tokens are vector-quantized (``codebook_size`` x ``token_dim``, l2-normalised
                    codes) — the released "quantized latents" models; False = "continuous latents"
@@ -41,12 +47,25 @@ class ALITConfig:
                    p_gt(i) >= ``halting_threshold`` (random, also at inference; seed it with a
                    ``torch.Generator``); "threshold" — deterministic: mask iff p_gt(i) >= threshold
                    (our default at inference: reproducible per image, batch-independent);
-                   "off" — never mask.
+                   "off" — never mask. VAE base: must be "off" (the official VAE rule is a
+                   no-op: its mask is written into a copy, so nothing is ever masked).
     decoder_max_tokens: rows of the decoder's latent position table (official: 256); 0 (default)
                    means ``tokens_per_iter * max_iters``.
     restart_dead_codes: re-seed unused 1D codes while training (for training from scratch).
     init:          weight init when training from scratch: "official" (trunc-normal 0.02) or
                    "fan_in" (std fan_in^-1/2; for small widths, see layers/init.py).
+    base_kind:     "vqgan" (default) or "vae"; says which config ``base`` holds (and lets
+                   config.json round-trip it).
+    vae_sampling:  VAE base only — when the 2D tokens are a posterior *sample*
+                   ``latent_scale * (mean + std * eps)`` rather than ``latent_scale * mean``:
+                   "training" (default: sample in training mode, as the official training; the
+                   mean in eval mode, so inference is deterministic and batch-independent),
+                   "always" (the official code, also at inference; seed it with a
+                   ``torch.Generator``), "never".
+    vae_rescale_decode: VAE base only — divide the predicted latents by ``latent_scale`` before
+                   the VAE decoder. False (default) is the official behaviour: the scaled latents go
+                   to the decoder as they are (the released VAE decoders were fine-tuned that way
+                   in stage 2); True is the consistent choice for an un-fine-tuned VAE.
     """
 
     image_size: int = 256
@@ -65,7 +84,10 @@ class ALITConfig:
     decoder_max_tokens: int = 0
     restart_dead_codes: bool = False
     init: str = "official"
-    base: MaskGITVQGANConfig = field(default_factory=MaskGITVQGANConfig)
+    base_kind: str = "vqgan"
+    vae_sampling: str = "training"
+    vae_rescale_decode: bool = False
+    base: MaskGITVQGANConfig | KLVAEConfig = field(default_factory=MaskGITVQGANConfig)
 
     def __post_init__(self):
         check_init(self.init, "ALITConfig")
@@ -81,13 +103,45 @@ class ALITConfig:
         t = self.halting_threshold
         if not (isinstance(t, (int, float)) and math.isfinite(t) and 0 <= t <= 1):
             raise ConfigError(f"ALITConfig.halting_threshold={t!r}: must be a probability in [0, 1]")
+        self._check_base()
         if self.base.image_size != self.image_size:
             object.__setattr__(self, "base", _with_image_size(self.base, self.image_size))
-        if self.width <= self.base.z_channels:
+        if self.width <= self.token_channels:
             raise ConfigError(f"ALITConfig: width {self.width} must exceed the base tokenizer's z_channels "
-                              f"{self.base.z_channels} (the patch embedding fills the remaining channels)")
+                              f"{self.token_channels} (the patch embedding fills the remaining channels)")
         if self.decoder_max_tokens and self.decoder_max_tokens < self.max_tokens:
             raise ConfigError(f"ALITConfig.decoder_max_tokens={self.decoder_max_tokens} < max tokens {self.max_tokens}")
+
+    def _check_base(self) -> None:
+        from ...config_utils import config_from_dict
+
+        if self.base_kind not in BASE_KINDS:
+            raise ConfigError(f"ALITConfig.base_kind={self.base_kind!r}: choose one of {sorted(BASE_KINDS)}")
+        cls = BASE_KINDS[self.base_kind]
+        if isinstance(self.base, dict):  # from config.json
+            object.__setattr__(self, "base", config_from_dict(cls, self.base))
+        if not isinstance(self.base, cls):
+            raise ConfigError(f"ALITConfig: base_kind={self.base_kind!r} needs base={cls.__name__}(...), got "
+                              f"{type(self.base).__name__} (use the alit_*_vae presets for a VAE base)")
+        if self.is_vae and self.halting != "off":
+            raise ConfigError(f"ALITConfig.halting={self.halting!r}: a VAE-based ALIT has no dynamic halting (the "
+                              "official VAE rule never masks anything): set halting='off'")
+        if self.vae_sampling not in VAE_SAMPLING:
+            raise ConfigError(f"ALITConfig.vae_sampling={self.vae_sampling!r}: choose one of {VAE_SAMPLING}")
+
+    @property
+    def is_vae(self) -> bool:
+        return self.base_kind == "vae"
+
+    @property
+    def token_channels(self) -> int:
+        """C: channels of the base tokenizer's 2D tokens (VQGAN z_channels, VAE embed_dim)."""
+        return self.base.embed_dim if self.is_vae else self.base.z_channels
+
+    @property
+    def head_outputs(self) -> int:
+        """Outputs of the decoder head per 2D position: base codebook logits, or VAE latents."""
+        return self.base.embed_dim if self.is_vae else self.base.codebook_size
 
     @property
     def patch_size(self) -> int:
@@ -127,7 +181,7 @@ class ALITConfig:
         return f"{q}, {self.token_counts[0]}..{self.max_tokens} tokens"
 
 
-def _with_image_size(base: MaskGITVQGANConfig, size: int) -> MaskGITVQGANConfig:
+def _with_image_size(base, size: int):
     from dataclasses import replace
 
     return replace(base, image_size=size)

@@ -1,7 +1,8 @@
 """Official ALIT checkpoints (ShivamDuggal4/adaptive-length-tokenizer) -> adatok.
 
 The released ``.pth`` files are training checkpoints whose ``ema`` dict (spec alit.md §11-§12)
-holds the ALIT weights, the fine-tuned VQGAN (``base_tokenizer.vqgan.*``) and eight LPIPS +
+holds the ALIT weights, the fine-tuned VQGAN (``base_tokenizer.vqgan.*``) or KL-16 VAE
+(``base_tokenizer.vae.*``, whose names are our ``KLVAE``'s: ``base.*``) and eight LPIPS +
 PatchGAN loss modules (``gan_losses.*``, training only: dropped here). Two pure functions:
 ``convert_official_state_dict`` (explicit key table) and ``config_from_official`` (sizes read off
 the tensors; the head count cannot be read, see ``_heads``).
@@ -14,6 +15,7 @@ import re
 from ...convert_utils import KeyRule, rename_keys
 from ...errors import CheckpointError
 from ...pixel.maskgit_vqgan import MaskGITVQGANConfig
+from ...pixel.presets import kl_vae_config_from_state_dict
 from ..titok.convert import _BLOCK
 from .config import ALITConfig
 
@@ -42,17 +44,20 @@ _MODULES = {
     "quantize.embedding": "quantizer.embedding",
 }
 _VQGAN = "base_tokenizer.vqgan."
+_VAE = "base_tokenizer.vae."
 _DROPPED = ("gan_losses.",)  # training-only loss modules
 
 
-def official_key_rules() -> list[KeyRule]:
-    """The official -> adatok key table."""
+def official_key_rules(vae: bool = False) -> list[KeyRule]:
+    """The official -> adatok key table (``vae``: of the models over the KL-16 VAE)."""
     rules = [KeyRule(src, dst) for src, dst in _TOP.items()]
     rules.append(KeyRule(r"decoder\.latent_token_positional_embedding", "decoder.latent_pos_embed"))
     rules += [KeyRule(rf"{re.escape(src)}\.(weight|bias)", rf"{dst}.\1") for src, dst in _MODULES.items()]
     for side in ("encoder", "decoder"):
         rules += [KeyRule(rf"{side}\.transformer\.(\d+)\.{src}", rf"{side}.transformer.blocks.\1.{dst}")
                   for src, dst in _BLOCK.items()]
+    if vae:  # the KL-VAE keys are ours under ``base.``
+        return rules + [KeyRule(rf"{re.escape(_VAE)}(.+)", r"base.\1")]
     v = _VQGAN.replace(".", r"\.")
     rules += [
         # the VQGAN is the MaskGIT architecture with MAGE's module names for mid blocks and upsampling
@@ -70,13 +75,16 @@ def is_official_state_dict(state_dict: dict) -> bool:
 
 def convert_official_state_dict(state_dict: dict, source: str = "checkpoint") -> dict:
     """Official ALIT ``ema``/``model`` dict -> adatok ALIT state dict (loss modules dropped)."""
-    if any(k.startswith("base_tokenizer.vae.") for k in state_dict):
-        raise CheckpointError(f"{source}: an ALIT over the KL-16 VAE; adatok supports the VQGAN-based ALIT models "
-                              "(the *_vqgan_* checkpoints) only")
     kept = {k: v for k, v in state_dict.items() if not k.startswith(_DROPPED)}
-    if not any(k.startswith(_VQGAN) for k in kept):
-        raise CheckpointError(f"{source}: no base_tokenizer.vqgan.* tensors: this ALIT file lacks its VQGAN")
-    return rename_keys(kept, official_key_rules(), source)
+    vae = _is_vae(kept)
+    if not vae and not any(k.startswith(_VQGAN) for k in kept):
+        raise CheckpointError(f"{source}: no base_tokenizer.vqgan.* (or .vae.*) tensors: this ALIT file lacks its "
+                              "VQGAN/VAE")
+    return rename_keys(kept, official_key_rules(vae), source)
+
+
+def _is_vae(state_dict: dict) -> bool:
+    return any(k.startswith(_VAE) for k in state_dict)
 
 
 # (width, depth) -> heads of the official builders; other widths: head dim 64 (override with heads=...)
@@ -98,7 +106,8 @@ def config_from_official(official, state_dict: dict, source: str = "checkpoint")
         iters, n0, _ = sd["timestep_embedding"].shape
         token_dim = sd["pre_quantizer_mlp.weight"].shape[0]
         depth = len({k.split(".")[2] for k in sd if k.startswith("encoder.transformer.")})
-        base = _base_config(sd)
+        vae = _is_vae(sd)
+        base = _vae_config(sd, source) if vae else _base_config(sd)
     except KeyError as e:
         raise CheckpointError(f"{source}: not an official ALIT checkpoint (no tensor {e})") from None
     grid = int(round(n2**0.5))
@@ -109,9 +118,16 @@ def config_from_official(official, state_dict: dict, source: str = "checkpoint")
         tokens_per_iter=n0, max_iters=iters, token_dim=token_dim, quantized=quantized,
         codebook_size=sd["quantize.embedding.weight"].shape[0] if quantized else 4096,
         decoder_max_tokens=sd["decoder.latent_token_positional_embedding"].shape[0],
-        halting="threshold",
+        halting="off" if vae else "threshold",  # the official VAE halting is a no-op
+        base_kind="vae" if vae else "vqgan",
         base=base,
     )
+
+
+def _vae_config(sd: dict, source: str):
+    # ALIT feeds the VAE [0, 1] pixels (no normalisation) and scales its latents by 0.2325 (the defaults)
+    grid = int(round((sd["encoder_positional_embedding"].shape[0] - 1) ** 0.5))
+    return kl_vae_config_from_state_dict(sd, source, prefix=_VAE, latent_size=grid)
 
 
 def _base_config(sd: dict) -> MaskGITVQGANConfig:

@@ -6,6 +6,13 @@ of them; the decoder predicts the base codes from the 1D tokens; soft codes go t
 pixel decoder. Spec: specs/alit.md. What we add to the official code: per-image length selection
 with early exit (``select``), a decoder from ids (``decode_ids``), a deterministic halting rule.
 
+With the KL-16 VAE base (``config.base_kind == "vae"``, spec §3.2; presets ``alit_small_vae``,
+``alit_small_vae_continuous``) the 2D tokens are the VAE's scaled latents (a posterior sample or
+its mean, ``config.vae_sampling``), the decoder regresses them, and the predicted latents go
+through the VAE decoder — as the official code, without dividing by the scale first
+(``config.vae_rescale_decode``). There are no base codes, so no dynamic halting (the official
+VAE rule is a no-op) and no token-space ``confidence`` criterion: use the pixel criteria.
+
 Images are ``B x 3 x H x W`` float in [0, 1]. Ids are padded to ``B x max_tokens`` with
 ``PAD_ID`` (-1) beyond each image's ``lengths``.
 """
@@ -20,11 +27,12 @@ from torch import nn
 from ...errors import InputError
 from ...layers.block import TransformerBlock
 from ...layers.init import trunc_normal_init_
+from ...pixel.kl_vae import KLVAE
 from ...pixel.maskgit_vqgan import MaskGITVQGAN
 from ...quantizers import VectorQuantizer
 from ...types import Tokens
 from ..base import check_ids, check_images
-from ..selection import calibrate_confidence, get_criterion
+from ..selection import TokenConfidence, calibrate_confidence, get_criterion
 from .config import ALITConfig
 from .modules import ALITDecoder, ALITEncoder
 from .rollout import PAD_ID, Rollout, Selection, adaptive_rollout, full_rollout
@@ -35,7 +43,7 @@ class ALIT(nn.Module):
         super().__init__()
         config = config if config is not None else ALITConfig()
         self.config = config
-        self.base = MaskGITVQGAN(config.base)
+        self.base = KLVAE(config.base) if config.is_vae else MaskGITVQGAN(config.base)
         self.encoder = ALITEncoder(config)
         self.decoder = ALITDecoder(config)
         self.quantizer = (VectorQuantizer(config.codebook_size, config.token_dim, beta=config.commitment_cost,
@@ -60,6 +68,30 @@ class ALIT(nn.Module):
     def base_ids(self, base_latents: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             return self.base.quantize_latents(base_latents)[0]
+
+    def base_tokens(self, images: torch.Tensor, generator: Optional[torch.Generator] = None):
+        """Images -> (2D-token latents B x C x G x G, base code ids B x N2 or None for a VAE base).
+
+        VAE: ``latent_scale`` x a posterior sample (drawn with ``generator``) or the mean, by
+        ``config.vae_sampling``."""
+        if self.config.is_vae:
+            mode = self.config.vae_sampling
+            sample = mode == "always" or (mode == "training" and self.training)
+            return self.base.encode_latents(images, sample=sample, generator=generator), None
+        z = self.base.encode_latents(images)
+        return z, self.base_ids(z)
+
+    def latent_grid(self, pred: torch.Tensor) -> torch.Tensor:
+        """Predicted VAE latents B x N2 x C (row-major) -> B x C x G x G."""
+        g = self.config.grid_size
+        return pred.transpose(1, 2).unflatten(2, (g, g)).contiguous()
+
+    def base_pixels(self, grid: torch.Tensor) -> torch.Tensor:
+        """What the decoder made of the 2D tokens, B x C x G x G (soft codes, or VAE latents) ->
+        images B x 3 x H x W, unclamped, through the base tokenizer's pixel decoder."""
+        if self.config.is_vae:
+            return self.base.decode_latents(grid, unscale=self.config.vae_rescale_decode)
+        return self.base.decode_codes(grid)
 
     def quantize(self, latents: torch.Tensor):
         """Factorised latents B x n x d -> (codes the decoder reads, ids or None, quantizer loss)."""
@@ -89,7 +121,8 @@ class ALIT(nn.Module):
     def rollout(self, images: torch.Tensor, iters: Optional[int] = None, pixels="all", decode_at=None,
                 generator: Optional[torch.Generator] = None) -> Rollout:
         """All iterations for the whole batch (every length), with pixel decodes at ``pixels``
-        (``"all"``, or a collection of iteration indices)."""
+        (``"all"``, or a collection of iteration indices). ``generator`` seeds the random parts:
+        Bernoulli halting (VQGAN base), the posterior sample (VAE base)."""
         check_images(images, self.image_size)
         return full_rollout(self, images, iters, decode_at, pixels, generator)
 
@@ -99,11 +132,14 @@ class ALIT(nn.Module):
         """Per-image adaptive length: tokens (padded ids + lengths), reconstructions at the chosen
         lengths, and each iteration's error. ``criterion``: a name (``l1`` — the paper's, ``mse``,
         ``psnr``, ``confidence`` — token space, no pixel decode per iteration, ``budget``: default
-        the full length) with its ``threshold``, or a ``Criterion``. ``max_tokens`` caps every image's length."""
+        the full length) with its ``threshold``, or a ``Criterion``. ``max_tokens`` caps every image's length.
+        VAE base: no ``confidence`` (there are no base codes to be confident about)."""
         check_images(images, self.image_size)
         if criterion == "budget" and threshold is None:  # no budget given: this model's full length
             threshold = max_tokens or self.config.max_tokens
         crit = get_criterion(criterion, threshold, max_tokens)
+        if self.config.is_vae and isinstance(crit, TokenConfidence):
+            raise InputError(_NO_CONFIDENCE)
         return adaptive_rollout(self, images, crit, generator, return_images)
 
     def encode(self, images: torch.Tensor, criterion="budget", threshold: Optional[float] = None,
@@ -139,7 +175,10 @@ class ALIT(nn.Module):
         for n in lengths.unique().tolist():
             rows = torch.nonzero(lengths == n)[:, 0]
             logits = self.decoder(codes[rows, :n])
-            images = self.base.decode_codes(self.soft_codes(logits.float().softmax(-1)))
+            if self.config.is_vae:  # the decoder's output is the predicted latents
+                images = self.base_pixels(self.latent_grid(logits))
+            else:
+                images = self.base.decode_codes(self.soft_codes(logits.float().softmax(-1)))
             out[rows] = images.float()
         return out.clamp_(0, 1) if clamp else out
 
@@ -151,6 +190,8 @@ class ALIT(nn.Module):
         """The ``confidence`` threshold that best reproduces the pixel-L1 criterion at
         ``l1_threshold`` on these (held-out) images: ``(threshold, agreement)``, see
         ``selection.calibrate_confidence``. Runs full rollouts with every pixel decode once."""
+        if self.config.is_vae:
+            raise InputError(_NO_CONFIDENCE)
         r = self.rollout(images, pixels="all")
         conf = torch.stack([it.p_gt.float().mean(1) for it in r.iterations], 1)
         l1 = torch.stack([(it.images.float() - images.float()).abs().mean(dim=(1, 2, 3)) for it in r.iterations], 1)
@@ -181,9 +222,13 @@ class ALIT(nn.Module):
         return lengths.long()
 
 
+_NO_CONFIDENCE = ("the confidence criterion reads the decoder's probability of the base codes; this ALIT has a "
+                  "VAE base (it regresses latents, no codes): use a pixel criterion (l1, mse, psnr) or budget")
+
+
 def _init_linear(module: nn.Module, scheme: str) -> None:
     # Init of the latent-distillation linears: trunc-normal (official: std 0.02; layers/init.py),
-    # zero bias. (The base VQGAN keeps PyTorch's conv defaults; it is usually loaded from a checkpoint.)
+    # zero bias. (The base VQGAN / VAE keeps PyTorch's conv defaults; it is usually loaded from a checkpoint.)
     if isinstance(module, ALITEncoder):
         trunc_normal_init_(module.patch_embed, scheme)
     elif isinstance(module, nn.Linear):

@@ -2,12 +2,13 @@
 
 The encoder reads the base tokenizer's 2D tokens (its pre-quantisation latents concatenated with
 a patch embedding, l2-normalised) plus a growing set of 1D latent tokens; the decoder rebuilds the
-2D tokens, as logits over the base tokenizer's codebook, from the (quantized) 1D tokens.
+2D tokens, as logits over the base tokenizer's codebook (VQGAN base) or as the base's latents
+(VAE base: Linear -> Tanh -> Linear(2W -> C) regression), from the (quantized) 1D tokens.
 
 Shapes (N2 = G*G 2D tokens, n = 1D tokens so far, W = width, C = base z_channels, d = token_dim,
 K = base codebook size):
     2D tokens        B x N2 x W          sequence x     B x (1 + N2 + n) x W   ([cls, 2D, 1D])
-    factorised 1D    B x n x d           logits         B x N2 x K
+    factorised 1D    B x n x d           logits         B x N2 x K   (VAE base: latents B x N2 x C)
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class ALITEncoder(nn.Module):
         super().__init__()
         w, n2, n0 = config.width, config.num_image_tokens, config.tokens_per_iter
         self.num_image_tokens = n2
-        self.patch_embed = nn.Conv2d(3, w - config.base.z_channels, config.patch_size, stride=config.patch_size)
+        self.patch_embed = nn.Conv2d(3, w - config.token_channels, config.patch_size, stride=config.patch_size)
         self.cls_token = _embedding(1, w)
         self.pos_embed = _embedding(n2 + 1, w)
         self.mask_token = _embedding(1, 1, w)
@@ -49,7 +50,8 @@ class ALITEncoder(nn.Module):
     def start(self, base_latents: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
         """The first sequence ``norm_pre([cls, 2D tokens, first latent block])`` (B x (1+N2+n0) x W).
 
-        ``base_latents`` B x C x G x G (the base encoder's pre-quantisation output), images B x 3 x H x W.
+        ``base_latents`` B x C x G x G (the VQGAN encoder's pre-quantisation output, or the VAE's
+        scaled latents), images B x 3 x H x W.
         """
         patches = self.patch_embed(images.to(self.patch_embed.weight.dtype))
         tokens = torch.cat([base_latents.to(patches.dtype), patches], dim=1).flatten(2).transpose(1, 2)
@@ -82,9 +84,10 @@ class ALITEncoder(nn.Module):
 
 
 class ALITDecoder(nn.Module):
-    """1D tokens -> logits over the base codebook at every 2D position.
+    """1D tokens -> logits over the base codebook at every 2D position (VAE base: the predicted
+    scaled latents).
 
-    Shapes: codes B x n x d -> logits B x N2 x K.
+    Shapes: codes B x n x d -> logits B x N2 x K (VAE: latents B x N2 x C).
     """
 
     def __init__(self, config: ALITConfig):
@@ -99,7 +102,7 @@ class ALITDecoder(nn.Module):
         self.norm_pre = nn.LayerNorm(w)
         self.transformer = Transformer(w, config.depth, config.heads, config.mlp_ratio)
         self.norm_post = nn.LayerNorm(w)
-        self.head = ProxyCodeHead(w, config.base.codebook_size)
+        self.head = ProxyCodeHead(w, config.head_outputs)  # logits over K codes, or C VAE latents
 
     def forward(self, codes: torch.Tensor) -> torch.Tensor:
         b, n, _ = codes.shape

@@ -1,5 +1,5 @@
-"""ALIT presets: the official builders (spec alit.md §2) over the 256 px MaskGIT-architecture VQGAN,
-quantized (4096 x 12, l2) or continuous 12-d latents, and tiny test models.
+"""ALIT presets: the official builders (spec alit.md §2) over the 256 px MaskGIT-architecture VQGAN
+or the KL-16 VAE, quantized (4096 x 12, l2) or continuous 12-d latents, and tiny test models.
 
 The official checkpoints are Dropbox ``.pth`` files (no hub repo): load them with
 ``adatok.load(path)`` or ``adatok.load("alit_small", weights=path)``.
@@ -7,6 +7,7 @@ The official checkpoints are Dropbox ``.pth`` files (no hub repo): load them wit
 
 from __future__ import annotations
 
+from ...pixel.kl_vae import KLVAEConfig
 from ...pixel.maskgit_vqgan import MaskGITVQGANConfig
 from ...registry import Family, Preset, register_family, register_preset
 from .config import ALIT_SIZES, ALITConfig
@@ -43,6 +44,19 @@ for _size, _note in _RELEASED.items():
 register_preset(Preset("alit_small_continuous", "alit", lambda: _official("small", quantized=False),
                        "ALIT-small, continuous 12-d latents; checkpoint: ImageNet-100"))
 
+
+def _official_vae(size: str, quantized: bool = True) -> ALITConfig:
+    # the KL-16 VAE as ALIT uses it: [0, 1] pixels in and out, latents x 0.2325; no halting (official no-op)
+    vit = ALIT_SIZES[size]
+    return ALITConfig(width=vit.width, depth=vit.depth, heads=vit.heads, quantized=quantized, halting="off",
+                      base_kind="vae", base=KLVAEConfig())
+
+
+register_preset(Preset("alit_small_vae", "alit", lambda: _official_vae("small"),
+                       "ALIT-small over the KL-16 VAE, quantized 1D tokens; checkpoint: ImageNet-100"))
+register_preset(Preset("alit_small_vae_continuous", "alit", lambda: _official_vae("small", quantized=False),
+                       "ALIT-small over the KL-16 VAE, continuous 12-d latents; checkpoint: ImageNet-100"))
+
 _TINY_BASE = MaskGITVQGANConfig(base_channels=32, z_channels=32, codebook_size=64, image_size=64)
 
 
@@ -54,6 +68,16 @@ def _tiny(quantized: bool = True) -> ALITConfig:
 register_preset(Preset("alit_test_tiny", "alit", _tiny, "tiny ALIT, 8..32 tokens at 64 px (tests)"))
 register_preset(Preset("alit_continuous_test_tiny", "alit", lambda: _tiny(False),
                        "tiny ALIT with continuous latents (tests)"))
+
+_TINY_VAE = KLVAEConfig(base_channels=32, embed_dim=8, image_size=64)
+
+
+def _tiny_vae(quantized: bool = True) -> ALITConfig:
+    return ALITConfig(image_size=64, width=64, depth=2, heads=2, tokens_per_iter=8, max_iters=4, token_dim=8,
+                      quantized=quantized, codebook_size=64, halting="off", base_kind="vae", base=_TINY_VAE)
+
+
+register_preset(Preset("alit_vae_test_tiny", "alit", _tiny_vae, "tiny ALIT over a tiny KL-VAE, 8..32 tokens (tests)"))
 
 
 

@@ -6,8 +6,12 @@ accepts (or at the cap/last iteration, keeping its best one); finished images le
 later iterations only run on the images that still need tokens, and the loop ends as soon as all
 are done. With a criterion that needs no pixels, each image is pixel-decoded once, at the end.
 
+VAE base (``config.is_vae``): no base codes (``gt`` is None), the decoder regresses the base's
+scaled latents (``pred_latents``), no halting; the generator, if any, draws the posterior sample.
+
 Shapes: images B x 3 x H x W in [0, 1]; gt B x N2 (base codes); per iteration k with n_k =
-tokens_per_iter * (k + 1) tokens: ids B x n_k, codes B x n_k x d, logits B x N2 x K.
+tokens_per_iter * (k + 1) tokens: ids B x n_k, codes B x n_k x d, logits B x N2 x K
+(VAE: pred_latents B x N2 x C).
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ PAD_ID = -1  # padding of ids beyond an image's length
 
 @dataclass
 class Iteration:
-    """One rollout iteration (all fields B-major; ``images``/``logits`` only where computed)."""
+    """One rollout iteration (all fields B-major; ``images``/``logits`` only where computed).
+    VQGAN base: ``logits``/``p_gt``; VAE base: ``pred_latents`` instead."""
 
     num_tokens: int
     latent_tokens: torch.Tensor  # B x n x W encoder outputs of the 1D slots (before LayerNorm)
@@ -36,14 +41,15 @@ class Iteration:
     logits: Optional[torch.Tensor] = None  # B x N2 x K
     p_gt: Optional[torch.Tensor] = None  # B x N2
     halted: Optional[torch.Tensor] = None  # B x N2 bool: 2D slots masked after this iteration
-    soft_codes: Optional[torch.Tensor] = None  # B x C x G x G
+    soft_codes: Optional[torch.Tensor] = None  # B x C x G x G what the base pixel decoder reads
     images: Optional[torch.Tensor] = None  # B x 3 x H x W, unclamped
+    pred_latents: Optional[torch.Tensor] = None  # B x N2 x C predicted scaled base latents (VAE base)
 
 
 @dataclass
 class Rollout:
-    base_latents: torch.Tensor  # B x C x G x G
-    gt: torch.Tensor  # B x N2
+    base_latents: torch.Tensor  # B x C x G x G (VAE: the scaled latents, sample or mean)
+    gt: Optional[torch.Tensor]  # B x N2 (None for a VAE base)
     iterations: list[Iteration] = field(default_factory=list)
 
 
@@ -65,6 +71,13 @@ def _decode_step(model, x, gt, k, generator, want_pixels: bool, halting: bool):
     latents = enc.factorise(latent_tokens)
     codes, ids, qloss = model.quantize(latents)
     logits = model.decoder(codes)
+    if gt is None:  # VAE base: the decoder regresses the latents; no codes, no halting
+        grid = model.latent_grid(logits)
+        it = Iteration(latent_tokens.shape[1], latent_tokens, latents, codes, ids, qloss, soft_codes=grid,
+                       pred_latents=logits)
+        if want_pixels:
+            it.images = model.base_pixels(grid)
+        return x, it
     probs = logits.float().softmax(dim=-1)
     p_gt = probs.gather(-1, gt[..., None])[..., 0]
     soft = model.soft_codes(probs)
@@ -90,8 +103,7 @@ def full_rollout(model, images: torch.Tensor, iters: Optional[int] = None, decod
     iters = model.config.max_iters if iters is None else iters
     decode_at = set(range(iters)) if decode_at is None else set(decode_at)
     pixels_at = set(range(iters)) if pixels_at == "all" else set(pixels_at)
-    z = model.base.encode_latents(images)
-    gt = model.base_ids(z)
+    z, gt = model.base_tokens(images, generator)
     x = model.encoder.start(z, images)
     out = Rollout(z, gt)
     for k in range(iters):
@@ -116,8 +128,7 @@ def adaptive_rollout(model, images: torch.Tensor, criterion: Criterion, generato
     b, dev = images.shape[0], images.device
     n_max, d = cfg.max_tokens, cfg.token_dim
     cap = min(criterion.max_tokens or n_max, n_max)
-    z = model.base.encode_latents(images)
-    gt = model.base_ids(z)
+    z, gt = model.base_tokens(images, generator)
     x = model.encoder.start(z, images)
 
     ids_out = torch.full((b, n_max), PAD_ID, dtype=torch.long, device=dev)
@@ -135,7 +146,8 @@ def adaptive_rollout(model, images: torch.Tensor, criterion: Criterion, generato
         x = model.encoder.transformer(x)
         x, it = _decode_step(model, x, gt, k, generator, criterion.needs_pixels, cfg.halting != "off")
         n = it.num_tokens
-        err = criterion.error(IterationStats(n, images, it.p_gt, it.images)).float()
+        p_gt = it.p_gt if it.p_gt is not None else images.new_zeros(images.shape[0], 0)  # VAE: no codes
+        err = criterion.error(IterationStats(n, images, p_gt, it.images)).float()
         errors[active, k] = err
         better = err < best_err[active]
         rows = active[better]
@@ -156,11 +168,12 @@ def adaptive_rollout(model, images: torch.Tensor, criterion: Criterion, generato
             if criterion.needs_pixels:
                 recon[finished] = best_img[finished].float()
             else:
-                recon[finished] = model.base.decode_codes(best_soft[finished]).float()
+                recon[finished] = model.base_pixels(best_soft[finished]).float()
         keep = ~done
         if not bool(keep.any()):
             break
-        active, x, gt, images = active[keep], x[keep], gt[keep], images[keep]
+        active, x, images = active[keep], x[keep], images[keep]
+        gt = gt[keep] if gt is not None else None
         x = model.encoder.extend(x, k + 1)
     tokens = Tokens(ids=ids_out if cfg.quantized else None, lengths=lengths, codes=codes_out, latents=latents_out)
     images_out = recon.clamp_(0, 1) if return_images else None

@@ -3,7 +3,10 @@
 * ``alit_stage1`` — latent distillation: the base VQGAN is frozen (a trained MaskGIT-VQGAN, the
   ``teacher``, copied into the model); every rollout iteration k is decoded and trained on
   ``iter_weights[k] * CE(logits_k, base codes) + mse_weight * MSE(soft code_k, base code vectors)
-  + quantizer_weight * VQ_k``, with dynamic halting as the model's config says.
+  + quantizer_weight * VQ_k``, with dynamic halting as the model's config says. Over the KL-16 VAE
+  (``config.base_kind == "vae"``, teacher: a ``KLVAE``): ``iter_weights[k] * MSE(predicted latents_k,
+  sampled scaled VAE latents) + quantizer_weight * VQ_k`` (the official VAE loss; the posterior is
+  sampled in training mode under ``vae_sampling="training"``).
 * ``alit_stage2`` — full fine-tuning: everything trains (the base VQGAN too); each step trains ONE
   iteration, cycling k = 0, 1, ..., T-1 over steps, on the pixels decoded from its soft codes:
   L1 + perceptual + GAN (taming adaptive weight) + VQ_k.
@@ -37,20 +40,27 @@ class ALITStage1Options:
 
 
 def _adopt_base(task, run) -> None:
-    """Copy the trained base VQGAN (the ``teacher``) into the model. Without a teacher the model
-    must bring its own (a saved/official ALIT, or ``init_weights``): a fresh preset would train
-    on the codes of a random VQGAN."""
+    """Copy the trained base VQGAN / KL-VAE (the ``teacher``) into the model. Without a teacher the
+    model must bring its own (a saved/official ALIT, or ``init_weights``): a fresh preset would
+    train on the codes of a random VQGAN."""
+    from dataclasses import replace
+
     from ...registry import list_models
 
     if run.teacher:
         teacher = build_teacher(run)
-        if teacher.config != task.model.config.base:
+        base = task.model.config.base
+        config = teacher.config
+        if task.model.config.is_vae and isinstance(config, type(base)):
+            # MAR's kl16 works on [-1, 1] pixels; ALIT feeds its VAE [0, 1] ones (official): the weights carry over
+            config = replace(config, signed_pixels=base.signed_pixels)
+        if config != base:
             raise ConfigError(f"the teacher ({teacher.config}) differs from the model's base tokenizer "
                               f"({task.model.config.base}): set model_overrides base.* to match")
         task.model.base.load_state_dict(teacher.state_dict())
     elif run.model in list_models() and not run.init_weights:
-        raise ConfigError(f"{run.task} needs a trained base VQGAN: teacher: <MaskGIT-VQGAN folder, file or preset> "
-                          "(+ teacher_weights: FILE), or a model that already has one")
+        raise ConfigError(f"{run.task} needs a trained base VQGAN (or KL-VAE): teacher: <MaskGIT-VQGAN / KL-VAE "
+                          "folder, file or preset> (+ teacher_weights: FILE), or a model that already has one")
 
 
 @register_task
@@ -75,6 +85,9 @@ class ALITStage1(Task):
     def phases(self, batch, step, modules) -> Iterator[Phase]:
         self.model.base.eval()  # frozen: never in training mode
         out = modules["model"](batch["image"])
+        if out.gt is None:
+            yield self._vae_phase(out)
+            return
         target = F.embedding(out.gt, self.model.base.codebook).detach()  # B x N2 x C
         loss, logs = 0.0, {}
         for k, it in enumerate(out.iterations):
@@ -87,10 +100,21 @@ class ALITStage1(Task):
                 logs["halted"] = it.halted.float().mean() if it.halted is not None else torch.zeros(())
         yield Phase("model", loss, logs)
 
+    def _vae_phase(self, out) -> Phase:
+        """Stage 1 over the VAE: per-iteration weighted MSE to the (sampled, scaled) latents + VQ."""
+        target = out.base_latents.flatten(2).transpose(1, 2).detach().float()  # B x N2 x C
+        loss, logs = 0.0, {}
+        for k, it in enumerate(out.iterations):
+            mse = F.mse_loss(it.pred_latents.float(), target)
+            loss = loss + self.opts.iter_weights[k] * mse + self.opts.quantizer_weight * it.quantizer_loss
+            logs[f"mse_{it.num_tokens}"] = mse.detach()
+        return Phase("model", loss, logs)
+
     @torch.no_grad()
     def samples(self, images, model):
         r = model.rollout(images, pixels="all")
-        return [images, model.base.decode_ids(r.gt)] + [it.images.clamp(0, 1) for it in r.iterations]
+        base = model.base.decode_latents(r.base_latents) if r.gt is None else model.base.decode_ids(r.gt)
+        return [images, base.clamp(0, 1)] + [it.images.clamp(0, 1) for it in r.iterations]
 
 
 @dataclass(frozen=True)
