@@ -1,8 +1,9 @@
 """``make demo``: the shipped default tokenizers on the bundled photos, offline.
 
-``titok_default`` (32 tokens per image) and ``alit_default`` (8..32 tokens, chosen per image) are
-small models trained on the real-photo pool for minutes on a 2-core CPU (model cards in
-``adatok/weights/``): weak, blurry reconstructions, and the demo says so. The demo
+``titok_default`` (64 tokens per image) and ``alit_default`` (16..64 tokens, chosen per image) are
+small models trained on the real-photo pool for about an hour on a 2-core CPU (model cards in
+``adatok/weights/``): blurry, blocky 64 px reconstructions that keep each photo's layout and colours,
+and the demo says so. The demo
 tokenizes and reconstructs the four bundled photos plus two simple synthetic images (a flat colour
 and a smooth gradient), prints each image's token count and PSNR, checks that decoding the ids
 gives back the same reconstruction, and writes a PNG strip: original | TiTok | ALIT (its length).
@@ -42,10 +43,10 @@ def main(argv=None) -> int:
     titok, alit = load("titok_default"), load("alit_default")
     size = titok.image_size
     print("adatok demo — the shipped default tokenizers")
-    print("note: these defaults were trained for minutes on a 2-core CPU (no GPU was available): their")
-    print("reconstructions are NOT recognisable (blurry colour layouts), far from the papers'; they show")
-    print("the pipeline on real trained weights. Model cards: adatok/weights/*/MODEL_CARD.md; retrain")
-    print("with scripts/train_defaults.py.")
+    print("note: these defaults are small 64 px models trained for about an hour on a 2-core CPU (no GPU")
+    print("was available): reconstructions are blurry and blocky, keeping each photo's layout and colours,")
+    print("far from the papers' quality. The bundled photos are among their training photos; held-out")
+    print("numbers are in the model cards (adatok/weights/*/MODEL_CARD.md). Retrain: scripts/train_defaults.py.")
     for name, m in (("titok_default", titok), ("alit_default", alit)):
         params = sum(x.numel() for x in m.parameters()) / 1e6
         print(f"  {name}: {params:.1f}M params, {m.config.quantizer_summary()}, {size}x{size} images")
@@ -67,8 +68,8 @@ def main(argv=None) -> int:
     lengths = sel.tokens.lengths.tolist()
     print(f"  {'image':22s} {'TiTok':>17s}   {'ALIT (' + args.criterion + ' < ' + format(args.threshold, 'g') + ')':>24s}")
     for name, tp, n, ap in zip(names, t_psnr, lengths, a_psnr):
-        print(f"  {name:22s} 32 tokens {tp:5.2f} dB   {n:3d} tokens {ap:5.2f} dB")
-    print(f"\nTiTok mean PSNR {sum(t_psnr) / len(t_psnr):.2f} dB at 32 tokens; ALIT mean PSNR "
+        print(f"  {name:22s} {titok.num_tokens} tokens {tp:5.2f} dB   {n:3d} tokens {ap:5.2f} dB")
+    print(f"\nTiTok mean PSNR {sum(t_psnr) / len(t_psnr):.2f} dB at {titok.num_tokens} tokens; ALIT mean PSNR "
           f"{sum(a_psnr) / len(a_psnr):.2f} dB at {sum(lengths) / len(lengths):.1f} tokens on average")
     busy, simple = lengths[: len(photos)], lengths[len(photos):]
     print(f"ALIT tokens: simple images {simple}, photos {busy} -> simple images get fewer: "
@@ -79,7 +80,7 @@ def main(argv=None) -> int:
     tiles, labels = [], []
     for i, name in enumerate(names):
         tiles += [images[i], t_recon[i], sel.images[i]]
-        labels += [name[:10], "TiTok 32", f"ALIT {lengths[i]}"]
+        labels += [name[:10], f"TiTok {titok.num_tokens}", f"ALIT {lengths[i]}"]
     save_image(make_strip(tiles, labels), out / "reconstructions.png")
     print(f"wrote {out / 'reconstructions.png'} (original | TiTok | ALIT at its chosen length, per image)")
     return 0 if t_same and a_same else 1

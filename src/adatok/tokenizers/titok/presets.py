@@ -65,14 +65,13 @@ register_preset(Preset("titok_vae_tiny", "titok", lambda: _tiny("pixels", "kl"),
 
 
 def _default() -> TiTokConfig:
-    """The shipped titok_default (configs/defaults/titok.yaml)."""
-    from ...pixel.presets import default_config
+    """The shipped titok_default (configs/defaults/titok.yaml): single-stage, RGB head, 64 tokens at 64 px."""
+    from dataclasses import replace
 
-    vit = ViTConfig(width=96, depth=3, heads=4)
-    return TiTokConfig(image_size=64, patch_size=8, decoder_patch_size=8, num_tokens=32, encoder=vit, decoder=vit,
-                       quantizer="vq", codebook_size=1024, token_dim=12, l2_norm=True, restart_dead_codes=True,
-                       decoder_head="proxy", pixel=default_config())
+    vit = ViTConfig(width=128, depth=4, heads=4)
+    return replace(_tiny("pixels"), patch_size=8, decoder_patch_size=8, num_tokens=64, encoder=vit, decoder=vit,
+                   codebook_size=1024, token_dim=12, restart_dead_codes=True, init="fan_in")
 
 
 register_preset(Preset("titok_default", "titok", _default,
-                       "shipped: 32 tokens at 64 px, trained on the photo pool (CPU)", bundled="titok_default"))
+                       "shipped: 64 tokens at 64 px, RGB head, trained on the photo pool (CPU)", bundled="titok_default"))
