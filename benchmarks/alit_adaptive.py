@@ -102,12 +102,14 @@ def main(argv=None) -> int:
     try:
         model = adatok.load(args.model, device=device, halting="threshold")
     except AdatokError as e:
-        if args.model != "alit_default":
+        # a preset without local weights (alit_small, ...): its real-size compute on random weights
+        fallback = "alit_test_tiny" if args.model == "alit_default" else args.model
+        if fallback not in adatok.list_models():
             raise
-        print(f"note: {e}; using a random alit_test_tiny instead")
+        print(f"note: {e}; using a randomly initialised {fallback} instead")
         torch.manual_seed(0)
-        model = adatok.create_model("alit_test_tiny", halting="threshold").to(device).eval()
-        name = "alit_test_tiny (random weights)"
+        model = adatok.create_model(fallback, halting="threshold").to(device).eval()
+        name = f"{fallback} (random weights)"
     cfg = model.config
     images = mixed_images(args.batch, cfg.image_size, device)
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[args.dtype]
