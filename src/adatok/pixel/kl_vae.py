@@ -30,18 +30,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from adatok.errors import ConfigError
+from adatok.pixel.layout import GN_GROUPS as _GN_GROUPS
+from adatok.pixel.layout import ConvLayout
+from adatok.quantizers.kl import DiagonalGaussian
 from adatok.tokenizers.base import check_images
 from adatok.types import Tokens
 
-_GN_GROUPS = 32
-
-
-def _positive_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v > 0
-
 
 @dataclass(frozen=True)
-class KLVAEConfig:
+class KLVAEConfig(ConvLayout):
     """Architecture of the KL autoencoder; the defaults are MAR's kl16 at 256 px as ALIT uses it.
 
     num_res_blocks:      residual blocks per encoder level (the decoder has one more per level).
@@ -67,17 +64,9 @@ class KLVAEConfig:
     image_size: int = 256
 
     def __post_init__(self):
-        for name in ("channel_mult", "encoder_attn_levels", "decoder_attn_levels"):
+        for name in ("encoder_attn_levels", "decoder_attn_levels"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
-        for name in ("base_channels", "num_res_blocks", "embed_dim", "image_size"):
-            if not _positive_int(getattr(self, name)):
-                raise ConfigError(f"KLVAEConfig.{name}={getattr(self, name)!r}: must be a positive int")
-        if not self.channel_mult or not all(_positive_int(m) for m in self.channel_mult):
-            raise ConfigError(f"KLVAEConfig.channel_mult={self.channel_mult!r}: must be positive ints")
-        bad = [self.base_channels * m for m in self.channel_mult if self.base_channels * m % _GN_GROUPS]
-        if bad:
-            raise ConfigError(f"KLVAEConfig: widths {bad} (base_channels*channel_mult) must be divisible by "
-                              f"{_GN_GROUPS} for GroupNorm({_GN_GROUPS})")
+        self.check_layout(("base_channels", "num_res_blocks", "embed_dim", "image_size"))
         levels = range(len(self.channel_mult))
         for name in ("encoder_attn_levels", "decoder_attn_levels"):
             if not all(isinstance(i, int) and i in levels for i in getattr(self, name)):
@@ -86,21 +75,7 @@ class KLVAEConfig:
         s = self.latent_scale
         if not (isinstance(s, (int, float)) and not isinstance(s, bool) and math.isfinite(s) and s > 0):
             raise ConfigError(f"KLVAEConfig.latent_scale={s!r}: must be a positive number")
-        if self.image_size % self.downsample_factor:
-            raise ConfigError(f"KLVAEConfig.image_size={self.image_size}: must be divisible by the "
-                              f"downsampling factor {self.downsample_factor}")
-
-    @property
-    def downsample_factor(self) -> int:
-        return 2 ** (len(self.channel_mult) - 1)
-
-    @property
-    def latent_size(self) -> int:
-        return self.image_size // self.downsample_factor
-
-    @property
-    def num_tokens(self) -> int:
-        return self.latent_size**2
+        self.check_image_size()
 
     def quantizer_summary(self) -> str:
         return f"KL {self.embed_dim} ch"
@@ -260,14 +235,6 @@ class KLDecoder(nn.Module):
         return self.conv_out(_silu(self.norm_out(h)))
 
 
-def _draw(mean: torch.Tensor, logvar: torch.Tensor, sample: bool, generator: Optional[torch.Generator]) -> torch.Tensor:
-    """The posterior mean, or a draw ``mean + exp(logvar / 2) * eps`` (eps ~ N(0, I) from ``generator``)."""
-    if not sample:
-        return mean
-    eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
-    return mean + torch.exp(0.5 * logvar) * eps
-
-
 class KLVAE(nn.Module):
     """The KL autoencoder (encoder, diagonal-Gaussian posterior, decoder) with the official LDM layout.
 
@@ -304,7 +271,7 @@ class KLVAE(nn.Module):
         """Images -> ``latent_scale * z``, z the posterior mean or (``sample``) a draw
         ``mean + exp(logvar / 2) * eps`` with eps ~ N(0, I) from ``generator``. B x E x h x w."""
         mean, logvar = self.posterior(images)
-        return _draw(mean, logvar, sample, generator) * self.config.latent_scale
+        return DiagonalGaussian.draw(mean, logvar, sample, generator) * self.config.latent_scale
 
     def decode_latents(self, z: torch.Tensor, unscale: bool = True) -> torch.Tensor:
         """Scaled latents B x E x h x w -> images B x 3 x H x W (unclamped). ``unscale=False``
@@ -318,7 +285,7 @@ class KLVAE(nn.Module):
         """Images -> ``Tokens`` (no ids; codes = scaled latents B x (h*w) x E; latents = mean | logvar)."""
         check_images(images, self.image_size)
         mean, logvar = self.posterior(images)
-        z = _draw(mean, logvar, sample, generator) * self.config.latent_scale
+        z = DiagonalGaussian.draw(mean, logvar, sample, generator) * self.config.latent_scale
         lengths = torch.full((images.shape[0],), self.num_tokens, dtype=torch.long, device=images.device)
         return Tokens(ids=None, lengths=lengths, codes=z.flatten(2).transpose(1, 2),
                       latents=torch.cat([mean, logvar], 1).flatten(2).transpose(1, 2))

@@ -20,18 +20,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from adatok.errors import ConfigError, InputError
+from adatok.pixel.layout import GN_GROUPS as _GN_GROUPS
+from adatok.pixel.layout import ConvLayout
 from adatok.tokenizers.base import check_images
 from adatok.types import Tokens
 
-_GN_GROUPS = 32
-
-
-def _positive_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v > 0
-
 
 @dataclass(frozen=True)
-class MaskGITVQGANConfig:
+class MaskGITVQGANConfig(ConvLayout):
     """Architecture of the MaskGIT-VQGAN; the defaults are the official (fixed) f16 model."""
 
     base_channels: int = 128
@@ -43,37 +39,14 @@ class MaskGITVQGANConfig:
     image_size: int = 256
 
     def __post_init__(self):
-        object.__setattr__(self, "channel_mult", tuple(self.channel_mult))
-        for name in ("base_channels", "num_res_blocks", "z_channels", "codebook_size", "image_size"):
-            if not _positive_int(getattr(self, name)):
-                raise ConfigError(f"MaskGITVQGANConfig.{name}={getattr(self, name)!r}: must be a positive int")
-        if not self.channel_mult or not all(_positive_int(m) for m in self.channel_mult):
-            raise ConfigError(f"MaskGITVQGANConfig.channel_mult={self.channel_mult!r}: must be positive ints")
-        bad = [self.base_channels * m for m in self.channel_mult if self.base_channels * m % _GN_GROUPS]
-        if bad:
-            raise ConfigError(f"MaskGITVQGANConfig: widths {bad} (base_channels*channel_mult) must be divisible by "
-                              f"{_GN_GROUPS} for GroupNorm({_GN_GROUPS}); pick base_channels divisible by {_GN_GROUPS}")
+        self.check_layout(("base_channels", "num_res_blocks", "z_channels", "codebook_size", "image_size"))
         beta = self.commitment_cost
         if not (isinstance(beta, (int, float)) and math.isfinite(beta) and beta >= 0):
             raise ConfigError(f"MaskGITVQGANConfig.commitment_cost={beta!r}: must be a finite number >= 0")
-        if self.image_size % self.downsample_factor:
-            raise ConfigError(f"MaskGITVQGANConfig.image_size={self.image_size}: must be divisible by "
-                              f"the downsampling factor {self.downsample_factor}")
+        self.check_image_size()
 
     def quantizer_summary(self) -> str:
         return f"VQ {self.codebook_size}x{self.z_channels}"
-
-    @property
-    def num_tokens(self) -> int:
-        return self.latent_size**2
-
-    @property
-    def downsample_factor(self) -> int:
-        return 2 ** (len(self.channel_mult) - 1)
-
-    @property
-    def latent_size(self) -> int:
-        return self.image_size // self.downsample_factor
 
 
 def same_padding(kernel: int, stride: int, size: int, dilation: int = 1) -> tuple[int, int]:

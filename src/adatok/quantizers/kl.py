@@ -33,14 +33,19 @@ class DiagonalGaussian(nn.Module):
         """KL(q || N(0, I)) summed over channels: ``B x L x C`` -> ``B x L``."""
         return 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).sum(-1)
 
+    @staticmethod
+    def draw(mean: torch.Tensor, logvar: torch.Tensor, sample: bool,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+        """The mean, or (``sample``) ``mean + exp(logvar / 2) * eps`` with eps ~ N(0, I) from ``generator``."""
+        if not sample:
+            return mean
+        eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        return mean + (0.5 * logvar).exp() * eps
+
     def forward(self, z: torch.Tensor, sample: bool = False, generator: torch.Generator | None = None) -> QuantizerOutput:
         with torch.autocast(device_type=z.device.type, enabled=False):
             mean, logvar = self.split(z)
-            if sample:
-                eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
-                codes = mean + (0.5 * logvar).exp() * eps
-            else:
-                codes = mean
+            codes = self.draw(mean, logvar, sample, generator)
             kl = self.kl(mean, logvar)
         return QuantizerOutput(
             codes=codes, ids=None, loss=self.kl_weight * kl.sum() / z.shape[0], stats={"kl": kl.detach().mean()}
