@@ -267,8 +267,12 @@ def random_official_state_dict(cfg: Mapping, seed: int = 0, with_gan_losses: boo
     weights N(0,1)/sqrt(fan_in) (decoder.ffn.2 three times that, for a peakier code distribution); 1D codebook
     N(0,1); VQGAN codebook 0.5 N(0,1).  Keys are drawn in sorted order from one seeded generator.
     """
-    shapes = official_alit_shapes(cfg, with_gan_losses=with_gan_losses)
-    W = cfg["width"]
+    return random_weights(official_alit_shapes(cfg, with_gan_losses=with_gan_losses), cfg["width"], seed)
+
+
+def random_weights(shapes: Mapping[str, tuple], W: int, seed: int = 0, head_gain: float = 3.0) -> Dict[str, Tensor]:
+    """The draws of ``random_official_state_dict`` for any key table (``head_gain`` multiplies
+    decoder.ffn.2.weight)."""
     g = torch.Generator().manual_seed(seed)
     out: Dict[str, Tensor] = {}
     for key in sorted(shapes):
@@ -292,7 +296,7 @@ def random_official_state_dict(cfg: Mapping, seed: int = 0, with_gan_losses: boo
         else:  # Linear / Conv / in_proj weights
             t = x * math.prod(shape[1:]) ** -0.5
             if key == "decoder.ffn.2.weight":
-                t = 3.0 * t
+                t = head_gain * t
         out[key] = t.contiguous()
     return out
 

@@ -19,7 +19,6 @@ Public API
 
 from __future__ import annotations
 
-import math
 from typing import Dict, List, Mapping, Optional
 
 import torch
@@ -174,29 +173,7 @@ def official_alit_vae_shapes(cfg: Mapping, with_gan_losses: bool = False) -> Dic
 def random_official_state_dict(cfg: Mapping, seed: int = 0, with_gan_losses: bool = False) -> Dict[str, Tensor]:
     """Random float32 weights (sorted keys, one seeded generator): embeddings W^-0.5 N(0,1); norm weights
     1 + 0.1 N; biases 0.1 N; Linear / conv weights N(0,1)/sqrt(fan_in); 1D codebook N(0,1)."""
-    shapes = official_alit_vae_shapes(cfg, with_gan_losses)
-    g = torch.Generator().manual_seed(seed)
-    out: Dict[str, Tensor] = {}
-    for key in sorted(shapes):
-        shape = shapes[key]
-        if key.endswith("num_batches_tracked"):
-            out[key] = torch.tensor(7, dtype=torch.int64)
-            continue
-        x = torch.randn(shape, generator=g, dtype=torch.float32)
-        if key in alit_ref._EMBEDDINGS:
-            t = x * cfg["width"] ** -0.5
-        elif key == "quantize.embedding.weight":
-            t = x
-        elif key.endswith(("bias", "running_mean", "shift")):
-            t = 0.1 * x
-        elif key.endswith(("running_var", "scale")):
-            t = 1.0 + 0.1 * x.abs()
-        elif len(shape) == 1:
-            t = 1.0 + 0.1 * x
-        else:
-            t = x * math.prod(shape[1:]) ** -0.5
-        out[key] = t.contiguous()
-    return out
+    return alit_ref.random_weights(official_alit_vae_shapes(cfg, with_gan_losses), cfg["width"], seed, head_gain=1.0)
 
 
 # ------------------------------------------------------------------------------------------------------------
