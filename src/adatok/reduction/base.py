@@ -91,11 +91,11 @@ class Reducer:
     runs between attention and MLP. Subclasses set ``needs`` in :meth:`plan`."""
 
     method = ""
-    prop_attn = False  # add log(size) to attention logits (proportional attention)
-    trace_source = False
 
     def __init__(self, config):
         self.config = config
+        self.prop_attn: bool = config.prop_attn  # add log(size) to attention logits (proportional attention)
+        self.trace_source: bool = config.trace_source  # keep the patch -> token map (for visualisation)
         self.needs: list[BlockNeeds] = []
         self.keep_rate: Optional[float] = None  # training-time override of the pruning keep rate
 

@@ -75,8 +75,6 @@ class EViTReducer(Reducer):
 
     def __init__(self, config: EViTConfig):
         super().__init__(config)
-        self.prop_attn = config.prop_attn
-        self.trace_source = config.trace_source
         self.blocks: tuple = ()
 
     def plan(self, depth: int, num_patches: int) -> None:

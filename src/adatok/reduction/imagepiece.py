@@ -94,8 +94,6 @@ class ImagePieceReducer(Reducer):
 
     def __init__(self, config: ImagePieceConfig):
         super().__init__(config)
-        self.prop_attn = config.prop_attn
-        self.trace_source = config.trace_source
         self.blocks: tuple = ()
         self.prune_blocks: tuple = ()
 

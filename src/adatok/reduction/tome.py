@@ -54,8 +54,6 @@ class ToMeReducer(Reducer):
 
     def __init__(self, config: ToMeConfig):
         super().__init__(config)
-        self.prop_attn = config.prop_attn
-        self.trace_source = config.trace_source
         self.schedule: list[int] = []
 
     def _schedule(self, depth: int) -> list[int]:
