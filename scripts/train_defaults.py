@@ -47,7 +47,10 @@ def train(stage: str, work: Path, pool: Path, extra: dict) -> subprocess.Popen:
 
 def run_stages(stages: list[str], work: Path, pool: Path, parallel: bool, extra: dict) -> None:
     times = json.loads((work / "times.json").read_text()) if (work / "times.json").exists() else {}
-    done = lambda run: (work / run / "model" / "model.safetensors").exists()  # noqa: E731
+
+    def done(run: str) -> bool:
+        return (work / run / "model" / "model.safetensors").exists()
+
     todo = [s for s in stages if not all(done(r) for r in RUNS[s])]
     groups = [todo] if parallel else [[s] for s in todo]
     for group in groups:
@@ -164,10 +167,10 @@ def logged_steps_and_minutes(log: Path) -> tuple[int, float]:
 
     with log.open() as f:
         rows = [r for r in csv.DictReader(f) if r.get("images_per_s")]
-    seconds, prev = 0.0, 0
+    seconds, prev, batch = 0.0, 0, _batch_of(log)
     for r in rows:
         step = int(r["step"])
-        seconds += (step - prev) * _batch_of(log) / float(r["images_per_s"])
+        seconds += (step - prev) * batch / float(r["images_per_s"])
         prev = step
     return prev, seconds / 60
 
