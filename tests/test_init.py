@@ -20,7 +20,7 @@ def test_official_init_is_trunc_normal_002():
     m = _titok("official")
     w = m.encoder.transformer.blocks[0].mlp.fc1.weight.detach()
     assert float(w.std()) == pytest.approx(0.02, rel=0.05)  # (truncated at +-2 absolute, as timm)
-    assert float(m.encoder.transformer.blocks[0].mlp.fc1.bias.abs().max()) == 0.0
+    assert float(m.encoder.transformer.blocks[0].mlp.fc1.bias.detach().abs().max()) == 0.0
 
 
 def test_fan_in_init_scales_with_fan_in():
