@@ -124,6 +124,17 @@ def test_selection_is_batch_independent(images):
         torch.testing.assert_close(batch.images[i : i + 1], s.images, atol=1e-4, rtol=0)
 
 
+def test_token_criteria_pixel_decode_once_for_the_whole_batch(images):
+    m = make(**HALT)
+    decoded_batches = []
+    pixels = m.base_pixels
+    m.base_pixels = lambda soft: decoded_batches.append(soft.shape[0]) or pixels(soft)
+    with torch.no_grad():
+        sel = m.select(images, "confidence", 0.0157)
+    assert len(sel.tokens.lengths.unique()) > 1  # images left the loop at different iterations...
+    assert decoded_batches == [6]  # ...and were still pixel-decoded together, once
+
+
 def test_early_exit_stops_the_loop(images):
     m = make()
     with torch.no_grad():

@@ -4,7 +4,8 @@
 ``adaptive_rollout``: per-image early exit. Each image stops at the first iteration its criterion
 accepts (or at the cap/last iteration, keeping its best one); finished images leave the batch, so
 later iterations only run on the images that still need tokens, and the loop ends as soon as all
-are done. With a criterion that needs no pixels, each image is pixel-decoded once, at the end.
+are done. With a criterion that needs no pixels, the chosen soft codes of all images are
+pixel-decoded together, once, after the loop (one batched decode instead of one per exit step).
 
 VAE base (``config.is_vae``): no base codes (``gt`` is None), the decoder regresses the base's
 scaled latents (``pred_latents``), no halting; the generator, if any, draws the posterior sample.
@@ -138,7 +139,6 @@ def adaptive_rollout(model, images: torch.Tensor, criterion: Criterion, generato
     errors = torch.full((b, cfg.max_iters), float("nan"), device=dev)
     best_err = torch.full((b,), float("inf"), device=dev)
     best_soft = best_img = None
-    recon = torch.zeros(b, 3, cfg.image_size, cfg.image_size, device=dev) if return_images else None
     active = torch.arange(b, device=dev)  # original indices of the images still iterating
     ran = 0
     for k in range(cfg.max_iters):
@@ -163,12 +163,6 @@ def adaptive_rollout(model, images: torch.Tensor, criterion: Criterion, generato
         if return_images:  # keep the chosen soft codes (token criteria) or decodes (pixel criteria)
             best_soft, best_img = _keep_best(best_soft, best_img, it, better, active, b)
         done = criterion.met(err, n) | (n >= cap) | (k + 1 == cfg.max_iters)
-        if return_images and bool(done.any()):
-            finished = active[done]
-            if criterion.needs_pixels:
-                recon[finished] = best_img[finished].float()
-            else:
-                recon[finished] = model.base_pixels(best_soft[finished]).float()
         keep = ~done
         if not bool(keep.any()):
             break
@@ -176,7 +170,9 @@ def adaptive_rollout(model, images: torch.Tensor, criterion: Criterion, generato
         gt = gt[keep] if gt is not None else None
         x = model.encoder.extend(x, k + 1)
     tokens = Tokens(ids=ids_out if cfg.quantized else None, lengths=lengths, codes=codes_out, latents=latents_out)
-    images_out = recon.clamp_(0, 1) if return_images else None
+    images_out = None
+    if return_images:  # pixel criteria decoded every iteration; token criteria decode once, all images together
+        images_out = (best_img if criterion.needs_pixels else model.base_pixels(best_soft)).float().clamp_(0, 1)
     return Selection(tokens, images_out, errors, ran)
 
 
