@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -69,6 +70,20 @@ def test_config_validation():
         with pytest.raises(ConfigError) as err:
             MaskGITVQGANConfig(**bad)
         assert "\n" not in str(err.value)
+
+
+def test_norm_groups():
+    """Official GroupNorm(32) by default; small models may use fewer groups (several channels per
+    group), with the same parameters and keys, and widths must split into the groups."""
+    official, small = MaskGITVQGAN(TINY), MaskGITVQGAN(replace(TINY, norm_groups=8))
+    norms = [m for m in official.modules() if isinstance(m, torch.nn.GroupNorm)]
+    assert norms and {m.num_groups for m in norms} == {32}
+    assert {m.num_groups for m in small.modules() if isinstance(m, torch.nn.GroupNorm)} == {8}
+    assert {k: v.shape for k, v in small.state_dict().items()} == {k: v.shape for k, v in official.state_dict().items()}
+    with pytest.raises(ConfigError, match=r"divisible by 48 for GroupNorm\(48\)"):
+        MaskGITVQGANConfig(base_channels=64, norm_groups=48)
+    with pytest.raises(ConfigError, match="norm_groups"):
+        MaskGITVQGANConfig(norm_groups=0)
 
 
 def test_state_dict_matches_official_tsv():

@@ -1,5 +1,14 @@
 """The layout shared by the conv autoencoders (MaskGIT-VQGAN, KL-VAE): ``base_channels`` x
-``channel_mult`` widths in GroupNorm(32) blocks, one x2 down/upsampling between levels."""
+``channel_mult`` widths in GroupNorm blocks, one x2 down/upsampling between levels.
+
+GroupNorm has 32 groups in the official models (128+ channels: 4+ channels per group). The
+MaskGIT-VQGAN takes ``norm_groups`` for small models: with ``base_channels`` 32 and 32 groups each
+group is ONE channel, an instance norm that removes every channel's mean and scale per image, and
+its residual blocks drop their input where the width changes (the official quirk), so the encoder
+keeps an image's colours only through their spatial variation. Measured on the default 64 px VQGAN
+(configs/defaults/vqgan.yaml, same seed and data order): 8 groups reached a training L2 of 0.015-0.023
+at steps 400-750 where 32 groups were at 0.033-0.050.
+"""
 
 from __future__ import annotations
 
@@ -25,10 +34,11 @@ class ConvLayout:
                 raise ConfigError(f"{name}.{field}={getattr(self, field)!r}: must be a positive int")
         if not self.channel_mult or not all(positive_int(m) for m in self.channel_mult):
             raise ConfigError(f"{name}.channel_mult={self.channel_mult!r}: must be positive ints")
-        bad = [self.base_channels * m for m in self.channel_mult if self.base_channels * m % GN_GROUPS]
+        groups = getattr(self, "norm_groups", GN_GROUPS)
+        bad = [self.base_channels * m for m in self.channel_mult if self.base_channels * m % groups]
         if bad:
             raise ConfigError(f"{name}: widths {bad} (base_channels*channel_mult) must be divisible by "
-                              f"{GN_GROUPS} for GroupNorm({GN_GROUPS}); pick base_channels divisible by {GN_GROUPS}")
+                              f"{groups} for GroupNorm({groups}); pick base_channels divisible by {groups}")
 
     def check_image_size(self) -> None:
         if self.image_size % self.downsample_factor:

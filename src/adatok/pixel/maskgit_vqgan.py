@@ -37,9 +37,11 @@ class MaskGITVQGANConfig(ConvLayout):
     codebook_size: int = 1024
     commitment_cost: float = 0.25
     image_size: int = 256
+    norm_groups: int = 32  # GroupNorm groups (official 32); see layout.py before shrinking base_channels
 
     def __post_init__(self):
-        self.check_layout(("base_channels", "num_res_blocks", "z_channels", "codebook_size", "image_size"))
+        self.check_layout(("base_channels", "num_res_blocks", "z_channels", "codebook_size", "image_size",
+                           "norm_groups"))
         beta = self.commitment_cost
         if not (isinstance(beta, (int, float)) and math.isfinite(beta) and beta >= 0):
             raise ConfigError(f"MaskGITVQGANConfig.commitment_cost={beta!r}: must be a finite number >= 0")
@@ -82,8 +84,8 @@ class Conv2dSame(nn.Conv2d):
         return F.conv2d(x, self.weight, self.bias, self.stride, padding, self.dilation, self.groups)
 
 
-def _norm(channels: int) -> nn.GroupNorm:
-    return nn.GroupNorm(_GN_GROUPS, channels, eps=1e-6)  # official eps is 1e-6, not PyTorch's 1e-5
+def _norm(channels: int, groups: int) -> nn.GroupNorm:
+    return nn.GroupNorm(groups, channels, eps=1e-6)  # official eps is 1e-6, not PyTorch's 1e-5
 
 
 def _silu(x: torch.Tensor) -> torch.Tensor:
@@ -106,11 +108,11 @@ class ResnetBlock(nn.Module):
     nin_shortcut shape (cout, cout, 1, 1) forces it. When cin == cout: out = x + h.
     """
 
-    def __init__(self, cin: int, cout: int):
+    def __init__(self, cin: int, cout: int, groups: int = _GN_GROUPS):
         super().__init__()
-        self.norm1 = _norm(cin)
+        self.norm1 = _norm(cin, groups)
         self.conv1 = Conv2dSame(cin, cout, 3, bias=False)
-        self.norm2 = _norm(cout)
+        self.norm2 = _norm(cout, groups)
         self.conv2 = Conv2dSame(cout, cout, 3, bias=False)
         self.nin_shortcut = Conv2dSame(cout, cout, 1, bias=False) if cin != cout else None
 
@@ -125,9 +127,9 @@ class ResnetBlock(nn.Module):
 class _Level(nn.Module):
     """One resolution: ``block`` (num_res_blocks ResnetBlocks, the first maps cin -> cout)."""
 
-    def __init__(self, cin: int, cout: int, num_blocks: int, upsample: bool = False):
+    def __init__(self, cin: int, cout: int, num_blocks: int, groups: int, upsample: bool = False):
         super().__init__()
-        self.block = nn.ModuleList([ResnetBlock(cin if j == 0 else cout, cout) for j in range(num_blocks)])
+        self.block = nn.ModuleList([ResnetBlock(cin if j == 0 else cout, cout, groups) for j in range(num_blocks)])
         self.upsample_conv = Conv2dSame(cout, cout, 3) if upsample else None
 
 
@@ -139,13 +141,13 @@ class PixelEncoder(nn.Module):
 
     def __init__(self, config: MaskGITVQGANConfig):
         super().__init__()
-        c, mult = config.base_channels, config.channel_mult
+        c, mult, g = config.base_channels, config.channel_mult, config.norm_groups
         in_mult = (1,) + mult
         self.conv_in = Conv2dSame(3, c, 3, bias=False)  # the official encoder conv_in has no bias
-        self.down = nn.ModuleList([_Level(c * in_mult[i], c * m, config.num_res_blocks) for i, m in enumerate(mult)])
+        self.down = nn.ModuleList([_Level(c * in_mult[i], c * m, config.num_res_blocks, g) for i, m in enumerate(mult)])
         top = c * mult[-1]
-        self.mid = nn.ModuleList([ResnetBlock(top, top) for _ in range(2)])
-        self.norm_out = _norm(top)
+        self.mid = nn.ModuleList([ResnetBlock(top, top, g) for _ in range(2)])
+        self.norm_out = _norm(top, g)
         self.conv_out = Conv2dSame(top, config.z_channels, 1)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -170,13 +172,13 @@ class PixelDecoder(nn.Module):
 
     def __init__(self, config: MaskGITVQGANConfig):
         super().__init__()
-        c, mult = config.base_channels, config.channel_mult
+        c, mult, g = config.base_channels, config.channel_mult, config.norm_groups
         top = c * mult[-1]
         self.conv_in = Conv2dSame(config.z_channels, top, 3)
-        self.mid = nn.ModuleList([ResnetBlock(top, top) for _ in range(2)])
+        self.mid = nn.ModuleList([ResnetBlock(top, top, g) for _ in range(2)])
         cins = [c * m for m in mult[1:]] + [top]  # level i reads level i+1's output (top for the last)
-        self.up = nn.ModuleList([_Level(cins[i], c * m, config.num_res_blocks, i > 0) for i, m in enumerate(mult)])
-        self.norm_out = _norm(c * mult[0])
+        self.up = nn.ModuleList([_Level(cins[i], c * m, config.num_res_blocks, g, i > 0) for i, m in enumerate(mult)])
+        self.norm_out = _norm(c * mult[0], g)
         self.conv_out = Conv2dSame(c * mult[0], 3, 3)
 
     def forward(self, codes: torch.Tensor) -> torch.Tensor:
