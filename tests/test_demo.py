@@ -13,11 +13,13 @@ def test_demo_runs_on_the_shipped_models(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "titok_default" in out and "alit_default" in out
     assert "decode_ids(ids) == the reconstruction: TiTok True, ALIT True" in out
-    assert "simple images get fewer:" in out  # reported; alit_default's lengths mean little yet (README)
+    # the flat colour and the gradient meet the L1 threshold at 16 tokens, the photos do not all do so
+    # (their lengths themselves mean little yet: README, alit_default's card)
+    assert "simple images get fewer: True" in out
     titok_psnr = float(re.search(r"TiTok mean PSNR ([\d.]+) dB", out).group(1))
     alit_psnr = float(re.search(r"ALIT mean PSNR ([\d.]+) dB", out).group(1))
-    # the shipped weights (22.5 and 17.4 dB measured); untrained models give ~8 dB, the first defaults ~14
-    assert titok_psnr > 20.0 and alit_psnr > 16.0
+    # the shipped weights (22.5 and 18.3 dB measured); untrained models give ~8 dB, the first defaults ~14
+    assert titok_psnr > 20.0 and alit_psnr > 17.5
     assert (tmp_path / "reconstructions.png").exists()
 
 

@@ -43,9 +43,10 @@ register_preset(Preset("maskgit_vqgan_tiny", "maskgit_vqgan",
 
 
 def default_config() -> MaskGITVQGANConfig:
-    """The shipped default base tokenizer (configs/defaults/vqgan.yaml): f8, 64 px -> 8 x 8 codes."""
+    """The shipped default base tokenizer (configs/defaults/vqgan.yaml): f8, 64 px -> 8 x 8 codes,
+    GroupNorm with 8 groups (4 channels per group at 32 channels; see pixel/layout.py)."""
     return MaskGITVQGANConfig(base_channels=32, channel_mult=(1, 2, 2, 4), num_res_blocks=1, z_channels=32,
-                              codebook_size=256, image_size=64)
+                              codebook_size=256, image_size=64, norm_groups=8)
 
 
 register_preset(Preset("maskgit_vqgan_default", "maskgit_vqgan", default_config,
