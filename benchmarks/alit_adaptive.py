@@ -82,27 +82,21 @@ def rollout_errors(model, images):
     return conf, l1
 
 
-def stops_and_lengths(met: torch.Tensor, err: torch.Tensor, counts: torch.Tensor):
-    """Per image (rows of B x T): the iteration it stops at (first met, else the last) and the length
-    it keeps (that one, else the best error's) -- the rule of ``adaptive_rollout``. Compute follows the
-    stop, not the kept length: an image that never meets its criterion runs every iteration."""
+def stop_tokens(met: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """Tokens each image (a row of ``met``, B x T) computes under ``adaptive_rollout``'s early exit: up
+    to its first met iteration, else all of them (it then keeps its best one, which may be shorter).
+    Compute follows this, not the kept length."""
     last = torch.full_like(met[:, 0], met.shape[1] - 1, dtype=torch.long)
-    first = met.float().argmax(1)
-    stop = torch.where(met.any(1), first, last)
-    kept = torch.where(met.any(1), first, err.argmin(1))
-    return counts[stop], counts[kept]
+    return counts[torch.where(met.any(1), met.float().argmax(1), last)]
 
 
 def auto_threshold(l1_or_conf: torch.Tensor, counts: torch.Tensor, target_tokens: float, higher_is_better: bool):
     """The threshold whose per-image early exit stops at a mean length closest to ``target_tokens``
     (so the timed paths really exit early, also on random weights where errors barely move)."""
     v = l1_or_conf.float()
-    err = -v if higher_is_better else v
     best, best_gap = None, math.inf
     for t in torch.cat([v.flatten(), v.flatten() + (-1e-6 if higher_is_better else 1e-6)]).unique().tolist():
-        met = v >= t if higher_is_better else v < t
-        stop, _ = stops_and_lengths(met, err, counts)
-        gap = abs(float(stop.float().mean()) - target_tokens)
+        gap = abs(float(stop_tokens(v >= t if higher_is_better else v < t, counts).float().mean()) - target_tokens)
         if gap < best_gap:
             best, best_gap = t, gap
     return best
@@ -145,17 +139,17 @@ def main(argv=None) -> int:
         conf, l1 = rollout_errors(model, images)  # one full rollout serves both thresholds
         counts = torch.tensor(cfg.token_counts, device=l1.device)
         threshold = args.threshold if args.threshold is not None else auto_threshold(l1, counts, target, False)
-        l1_stop, _ = stops_and_lengths(l1 < threshold, l1, counts)
+        l1_sel = model.select(images, "l1", threshold)
+        ran_l1 = counts[(~l1_sel.errors.isnan()).sum(1) - 1].tolist()  # tokens each image computed
         # (d) stops where (b) does on average: its threshold targets (b)'s mean stop, so (d) vs (e)
         # isolates the cost of scattered lengths; how well it reproduces (b)'s choices is reported
-        conf_t = auto_threshold(conf, counts, float(l1_stop.float().mean()), True)
+        conf_t = auto_threshold(conf, counts, sum(ran_l1) / len(ran_l1), True)
         agreement = float(((conf >= conf_t) == (l1 < threshold)).float().mean())
-        l1_sel = model.select(images, "l1", threshold)
         official_length = cfg.token_counts[official_choice(l1.mean(0), threshold)]  # images of equal size
         conf_sel = model.select(images, TokenConfidence(threshold=max(conf_t, 1e-6)))
+        ran_conf = counts[(~conf_sel.errors.isnan()).sum(1) - 1].tolist()
         mean_l1 = float(l1_sel.tokens.lengths.float().mean())
         mean_conf = float(conf_sel.tokens.lengths.float().mean())
-        ran_l1, ran_conf = (counts[(~sel.errors.isnan()).sum(1) - 1].tolist() for sel in (l1_sel, conf_sel))
         step = cfg.tokens_per_iter
 
         def up(x):
