@@ -15,6 +15,8 @@ import adatok
 from adatok.errors import CheckpointError
 from reference import alit_ref
 
+from .conftest import assert_decode_ids_match_official
+
 CFG = alit_ref.tiny_config()
 HEADS = {"heads": CFG["heads"]}  # a bare file cannot tell the head count of a non-official width
 
@@ -94,13 +96,9 @@ def test_continuous_latents_match_official(tmp_path, images):
 def test_decode_from_codes_matches_official_reconstruction(official, images):
     sd, path = official
     model = load(path, halting="threshold")
-    ref = alit_ref.official_rollout(sd, CFG, images, halting="threshold")
     with torch.no_grad():
-        for r in ref["iters"]:
-            n = r["ids"].shape[1]
-            ours = model.decode_ids(r["ids"], torch.full((3,), n), clamp=False)
-            torch.testing.assert_close(ours, alit_ref.official_decode_codes(sd, CFG, r["codes"]), atol=1e-4, rtol=0)
-            torch.testing.assert_close(ours, r["recon"], atol=1e-4, rtol=0)
+        assert_decode_ids_match_official(model, alit_ref, sd, CFG,
+                                         alit_ref.official_rollout(sd, CFG, images, halting="threshold"))
 
 
 def test_per_image_selection_equals_official_encode_at_batch_size_one(official, images):

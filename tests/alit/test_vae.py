@@ -12,6 +12,8 @@ from adatok.errors import ConfigError, InputError
 from adatok.pixel import KLVAE, KLVAEConfig
 from reference import alit_vae_ref as ref
 
+from .conftest import assert_decode_ids_match_official
+
 CFG = ref.tiny_config()
 HEADS = {"heads": CFG["heads"]}
 
@@ -126,13 +128,8 @@ def test_continuous_latents_match_official(tmp_path, images):
 
 def test_decode_ids_matches_official_decode(model, official, images):
     sd, _ = official
-    r = ref.official_rollout(sd, CFG, images, sample=False)
     with torch.no_grad():
-        for o in r["iters"]:
-            n = o["ids"].shape[1]
-            ours = model.decode_ids(o["ids"], torch.full((3,), n), clamp=False)
-            torch.testing.assert_close(ours, ref.official_decode_codes(sd, CFG, o["codes"]), atol=1e-4, rtol=0)
-            torch.testing.assert_close(ours, o["recon"], atol=1e-4, rtol=0)
+        assert_decode_ids_match_official(model, ref, sd, CFG, ref.official_rollout(sd, CFG, images, sample=False))
 
 
 def test_per_image_selection_equals_choice_from_full_rollout(model, images):
