@@ -130,3 +130,25 @@ def test_alit_stage1_needs_a_base(photos, tmp_path):
 
     with pytest.raises(ConfigError, match="trained base VQGAN"):
         run(tiny_run("alit_stage1", tmp_path / "x", photos, model="alit_test_tiny"))
+
+
+def test_recipes_train_from_webdataset_shards_with_the_cache_on(photos, labelled, tmp_path):
+    from adatok.data import write_shards
+    from adatok.errors import ConfigError
+
+    write_shards(photos, tmp_path / "plain", samples_per_shard=3)
+    write_shards(labelled, tmp_path / "classes", labelled=True, samples_per_shard=3)
+    cfg = tiny_run("titok_single", tmp_path / "px", tmp_path / "plain", model="titok_pixels_tiny",
+                   **{"options.perceptual": "none", "options.gan_weight": 0.0, "train.steps": 3,
+                      "train.sample_every": 0, "data.cache": True, "data.workers": 1})
+    assert adatok.load(run(cfg)).image_size == 64
+    assert len(losses(tmp_path / "px", "recon")) == 3
+
+    vit = {"model": "vit_tiny_patch16_224", "train.steps": 3, "train.sample_every": 0, "data.cache": True,
+           "model_overrides": {"depth": 1, "embed_dim": 32, "num_heads": 2, "patch_size": 16}}
+    exported = run(tiny_run("classify", tmp_path / "cls", tmp_path / "classes", **vit, **{"options.num_classes": 2}))
+    assert '"num_classes": 2' in (exported / "config.json").read_text()
+    with pytest.raises(ConfigError, match="num_classes"):  # shards hold class ids, not the class count
+        run(tiny_run("classify", tmp_path / "cls2", tmp_path / "classes", **vit))
+    with pytest.raises(ConfigError, match="no .cls labels"):
+        run(tiny_run("classify", tmp_path / "cls3", tmp_path / "plain", **vit, **{"options.num_classes": 2}))

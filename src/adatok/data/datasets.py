@@ -263,6 +263,11 @@ class ShardDataset(_SampleDataset):
     def __len__(self) -> int:
         return len(self.keys)
 
+    @property
+    def has_labels(self) -> bool:
+        """Whether every sample has a ``.cls`` member."""
+        return bool((self._spans[:, 3] >= 0).all())
+
     def _describe(self) -> str:
         return f"shards {self.shards[0]}{' ...' if len(self.shards) > 1 else ''}"
 

@@ -23,6 +23,7 @@ class DataConfig:
     scale: tuple = (0.08, 1.0)  # area range of random_resized crops
     flip: bool = True
     workers: int = 2
+    cache: bool = False  # keep each decoded (prepared) image in memory, per worker: for small pools on fast GPUs
     heldout: str = ""  # images for sample grids / evaluation (eval transform)
     num_samples: int = 8  # images in each sample grid
 

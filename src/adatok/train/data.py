@@ -34,10 +34,14 @@ def build_dataset(source: str, cfg, labelled: bool, train: bool):
     if fmt == "auto":
         fmt = "shards" if _is_shards(source) else ("imagefolder" if labelled else "folder")
     if fmt == "shards":
-        return ShardDataset(source, transform, labelled=labelled)
+        shards = ShardDataset(source, transform, cache_prepared=cfg.cache)
+        if labelled and not shards.has_labels:
+            raise ConfigError(f"{source}: these shards carry no .cls labels and this task needs them — write them "
+                              "from an ImageFolder tree: adatok data shard SRC DST --labelled")
+        return shards
     if labelled and fmt != "imagefolder":
         raise ConfigError(f"this task needs labels: data.format must be imagefolder or shards, got {fmt}")
-    return ImageDataset(source, transform, labelled=fmt == "imagefolder")
+    return ImageDataset(source, transform, labelled=fmt == "imagefolder", cache_prepared=cfg.cache)
 
 
 def build_loader(cfg: RunConfig, labelled: bool, info: DistInfo, start: int) -> DataLoader:

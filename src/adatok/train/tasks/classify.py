@@ -45,7 +45,10 @@ class ClassifyTask(Task):
 
         from ..data import build_dataset
 
-        names = build_dataset(run.data.train, run.data, True, train=False).classes
+        names = getattr(build_dataset(run.data.train, run.data, True, train=False), "classes", [])
+        if not names and not self.opts.num_classes:
+            raise ConfigError(f"{run.data.train}: shards carry class ids, not the class count: "
+                              "set options.num_classes")
         classes = self.opts.num_classes or len(names)
         self.class_names = list(names) if len(names) == classes else []
         if run.model not in timm.list_models():
