@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import resource
 import sys
 import tempfile
@@ -36,42 +37,74 @@ RECIPES = {
     "titok_stage1": ("titok_stage1", {"tiny": "titok_tiny", "real": "titok_s128"}, {}, "maskgit_vqgan"),
     "titok_stage2": ("titok_stage2", {"tiny": "titok_tiny", "real": "titok_s128"}, NO_PERCEPTUAL, None),
     "titok_single": ("titok_single", {"tiny": "titok_pixels_tiny", "real": "titok_bl64_vq8k"}, NO_PERCEPTUAL, None),
+    "alit_stage1": ("alit_stage1", {"tiny": "alit_test_tiny", "real": "alit_small"}, {}, "maskgit_vqgan"),
+    "alit_stage2": ("alit_stage2", {"tiny": "alit_test_tiny", "real": "alit_small"}, NO_PERCEPTUAL, None),
+    # ImagePiece's setting: DeiT with re-tokenization + pruning at blocks 4/7/10 and the LCB stem
+    "classify_imagepiece": ("classify", {"tiny": "deit_tiny_patch16_224", "real": "deit_small_patch16_224"},
+                            {"reduction": "imagepiece", "num_classes": 1000,
+                             "reduction_settings": {"lcb": True, "keep_rate": 0.7}}, None),
 }
+TIMM_IMAGE_SIZE = 224
 
 
 @contextlib.contextmanager
 def eager_mode(model: torch.nn.Module, on: bool):
-    """Explicit-softmax attention and NCHW convolutions while ``on``."""
+    """Explicit-softmax attention (ours, timm's, the token-reduction patch's) and NCHW convolutions while ``on``."""
     if not on:
         yield
         return
     Attention.use_sdpa = False
+    fused = [m for m in model.modules() if getattr(m, "fused_attn", None) is True]  # timm's attention switch
+    for m in fused:
+        m.fused_attn = False
+    patch = getattr(model, "_adatok_reduction", None)  # a token-reduced timm model (adatok.reduction)
+    if patch is not None:
+        patch.attention = "eager"
     model.to(memory_format=torch.contiguous_format)
     try:
         yield
     finally:
         Attention.use_sdpa = True
+        for m in fused:
+            m.fused_attn = True
+        if patch is not None:
+            patch.attention = "sdpa"
 
 
 def make_trainer(name: str, size: str, device: torch.device, batch: int, precision: str, tmp: Path) -> Trainer:
     task, models, options, teacher = RECIPES[name]
     model = models[size]
-    image = adatok.get_config(model).image_size
+    data = str(tmp)
+    if task == "classify":  # a timm model; the task reads class folders from the data
+        image, data = TIMM_IMAGE_SIZE, str(_one_class_folder(tmp))
+    else:
+        image = adatok.get_config(model).image_size
     cfg = {"task": task, "model": model, "out": str(tmp / name), "options": options,
-           "data": {"train": str(tmp), "image_size": image, "num_samples": 0},
+           "data": {"train": data, "image_size": image, "num_samples": 0},
            "train": {"steps": 10, "batch_size": batch, "precision": precision, "ema_decay": 0.999,
                      "tensorboard": False, "sample_every": 0}}
     if teacher:
-        pixel = adatok.get_config(model).pixel
+        config = adatok.get_config(model)
+        pixel = config.base if task.startswith("alit") else config.pixel
         path = tmp / f"teacher_{size}"
         if not path.exists():
             adatok.save(adatok.create_model(pixel), path)
         cfg["teacher"] = str(path)
-    if task == "titok_stage2":
-        cfg["model"] = str(tmp / f"stage2_{size}")
+    if task in ("titok_stage2", "alit_stage2"):  # fine-tuning starts from a saved model
+        cfg["model"] = str(tmp / f"{task}_{size}")
         if not Path(cfg["model"]).exists():
             adatok.save(adatok.create_model(model), cfg["model"])
     return Trainer(load_run_config(cfg), DistInfo(0, 1, 0, device)), image
+
+
+def _one_class_folder(tmp: Path) -> Path:
+    from PIL import Image
+
+    folder = tmp / "classes" / "a"
+    if not folder.exists():
+        folder.mkdir(parents=True)
+        Image.new("RGB", (TIMM_IMAGE_SIZE, TIMM_IMAGE_SIZE)).save(folder / "0.png")
+    return folder.parent
 
 
 def measure(name, size, device, batch, repeats, tmp):
@@ -95,6 +128,21 @@ def measure(name, size, device, batch, repeats, tmp):
     return rows
 
 
+def measure_fitting(name, size, device, batch, repeats, tmp):
+    """``measure`` at ``batch``, halved until both paths fit in GPU memory (the eager fp32 path
+    needs the most): ``(rows, batch used)``."""
+    while True:
+        try:
+            return measure(name, size, device, batch, repeats, tmp), batch
+        except torch.OutOfMemoryError:
+            if batch == 1:
+                raise
+            gc.collect()
+            torch.cuda.empty_cache()
+            batch //= 2
+            print(f"  {name}: out of GPU memory, retrying at batch {batch}", flush=True)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--recipes", default=",".join(RECIPES))
@@ -112,8 +160,8 @@ def main(argv=None) -> int:
     table = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.recipes.split(","):
-            (ours, eager) = measure(name, args.size, device, batch, args.repeats, Path(tmp))
-            table.append((name, batch, f"{ours[2]:.2f} ({ours[1]})", f"{eager[2]:.2f} ({eager[1]})",
+            (ours, eager), used = measure_fitting(name, args.size, device, batch, args.repeats, Path(tmp))
+            table.append((name, used, f"{ours[2]:.2f} ({ours[1]})", f"{eager[2]:.2f} ({eager[1]})",
                           f"{ours[2] / eager[2]:.2f}x", f"{ours[3]:.0f}", f"{eager[3]:.0f}"))
             print(f"  {name}: ours {ours[2]:.2f} img/s, eager {eager[2]:.2f} img/s ({ours[2] / eager[2]:.2f}x)", flush=True)
     mem = "peak MiB (CUDA)" if device.type == "cuda" else "peak RSS MiB (process, cumulative)"
