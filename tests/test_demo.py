@@ -18,8 +18,9 @@ def test_demo_runs_on_the_shipped_models(tmp_path, capsys):
     assert "simple images get fewer: True" in out
     titok_psnr = float(re.search(r"TiTok mean PSNR ([\d.]+) dB", out).group(1))
     alit_psnr = float(re.search(r"ALIT mean PSNR ([\d.]+) dB", out).group(1))
-    # the shipped weights (22.5 and 18.3 dB measured); untrained models give ~8 dB, the first defaults ~14
-    assert titok_psnr > 20.0 and alit_psnr > 17.5
+    # the shipped weights (24.9 and 23.0 dB measured); untrained models give ~8 dB, the CPU-trained
+    # defaults of earlier sessions 22.5 and 18.3
+    assert titok_psnr > 24.0 and alit_psnr > 22.0
     assert (tmp_path / "reconstructions.png").exists()
 
 

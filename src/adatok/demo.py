@@ -1,9 +1,9 @@
 """``make demo``: the shipped default tokenizers on the bundled photos, offline.
 
 ``titok_default`` (64 tokens per image) and ``alit_default`` (16..64 tokens, chosen per image) are
-small models trained on the real-photo pool for about an hour on a 2-core CPU (model cards in
-``adatok/weights/``): blurry, blocky 64 px reconstructions that keep each photo's layout and colours,
-and the demo says so. The demo
+small 64 px models trained on the 59 photos of the real-photo pool (minutes on one GPU; ALIT's last
+stage on a CPU; model cards in ``adatok/weights/``): blurry reconstructions that keep each photo's
+layout and colours, and the demo says so. The demo
 tokenizes and reconstructs the four bundled photos plus two simple synthetic images (a flat colour
 and a smooth gradient), prints each image's token count and PSNR, checks that decoding the ids
 gives back the same reconstruction, and writes a PNG strip: original | TiTok | ALIT (its length).
@@ -43,10 +43,10 @@ def main(argv=None) -> int:
     titok, alit = load("titok_default"), load("alit_default")
     size = titok.image_size
     print("adatok demo — the shipped default tokenizers")
-    print("note: these defaults are small 64 px models trained for about an hour on a 2-core CPU (no GPU")
-    print("was available): reconstructions are blurry and blocky, keeping each photo's layout and colours,")
-    print("far from the papers' quality. The bundled photos are among their training photos; held-out")
-    print("numbers are in the model cards (adatok/weights/*/MODEL_CARD.md). Retrain: scripts/train_defaults.py.")
+    print("note: these defaults are small 64 px models trained briefly on 59 photos (minutes on one GPU):")
+    print("reconstructions are blurry, keeping each photo's layout and colours, far from the papers' quality.")
+    print("The bundled photos are among their training photos; held-out numbers are in the model cards")
+    print("(adatok/weights/*/MODEL_CARD.md). Retrain: scripts/train_defaults.py.")
     for name, m in (("titok_default", titok), ("alit_default", alit)):
         params = sum(x.numel() for x in m.parameters()) / 1e6
         print(f"  {name}: {params:.1f}M params, {m.config.quantizer_summary()}, {size}x{size} images")

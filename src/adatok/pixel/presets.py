@@ -50,7 +50,7 @@ def default_config() -> MaskGITVQGANConfig:
 
 
 register_preset(Preset("maskgit_vqgan_default", "maskgit_vqgan", default_config,
-                       "shipped: small f8 MaskGIT-VQGAN trained on the photo pool (CPU)",
+                       "shipped: small f8 MaskGIT-VQGAN trained on the photo pool",
                        bundled="maskgit_vqgan_default"))
 
 

@@ -85,10 +85,10 @@ def _default() -> ALITConfig:
     """The shipped alit_default (configs/defaults/alit.yaml)."""
     from ...pixel.presets import default_config
 
-    return ALITConfig(image_size=64, width=128, depth=2, heads=4, tokens_per_iter=16, max_iters=4, token_dim=12,
+    return ALITConfig(image_size=64, width=128, depth=4, heads=4, tokens_per_iter=16, max_iters=4, token_dim=12,
                       codebook_size=1024, restart_dead_codes=True, halting="threshold", init="fan_in",
                       base=default_config())
 
 
 register_preset(Preset("alit_default", "alit", _default,
-                       "shipped: 16..64 tokens at 64 px, trained on the photo pool (CPU)", bundled="alit_default"))
+                       "shipped: 16..64 tokens at 64 px, trained on the photo pool", bundled="alit_default"))

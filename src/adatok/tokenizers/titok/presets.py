@@ -74,4 +74,4 @@ def _default() -> TiTokConfig:
 
 
 register_preset(Preset("titok_default", "titok", _default,
-                       "shipped: 64 tokens at 64 px, RGB head, trained on the photo pool (CPU)", bundled="titok_default"))
+                       "shipped: 64 tokens at 64 px, RGB head, trained on the photo pool", bundled="titok_default"))
