@@ -78,3 +78,14 @@ def test_overrides_are_typed():
     assert from_yaml.optim.lr == 1e-4 and from_yaml.train.steps == 1000
     with pytest.raises(ConfigError, match="OptimConfig.lr: expected a number"):
         load_run_config({"task": "titok_single", "optim": {"lr": "fast"}})
+
+
+def test_yaml_reads_off_as_a_word_not_a_boolean(tmp_path):
+    # YAML 1.1 reads off/on/yes/no as booleans: ALIT's halting rule "off" became False
+    cfg = load_run_config({"task": "alit_stage1"}, ["model_overrides.halting=off", "data.flip=false"])
+    assert cfg.model_overrides == {"halting": "off"} and cfg.data.flip is False
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("task: alit_stage1\nmodel_overrides: {halting: off, restart_dead_codes: true}\n"
+                      "data: {flip: False}\n")
+    cfg = load_run_config(recipe)
+    assert cfg.model_overrides == {"halting": "off", "restart_dead_codes": True} and cfg.data.flip is False

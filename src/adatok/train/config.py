@@ -6,6 +6,7 @@ the data, the optimisation and the task's loss options.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,6 +92,22 @@ class RunConfig:
         return config_to_dict(self)
 
 
+def yaml_load(text: str) -> Any:
+    """``yaml.safe_load`` with YAML 1.2 booleans: only true/false are booleans. YAML 1.1 also reads
+    on/off/yes/no as booleans, which turns ``halting: off`` (ALIT's rule named "off") into False."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+    Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                                 list("tTfF"))
+    return yaml.load(text, Loader=Loader)
+
+
 def parse_value(text: str) -> Any:
     """``key=value`` values are read as YAML scalars/lists (``1e-4``, ``true``, ``[0.9, 0.99]``)."""
     import yaml
@@ -101,7 +118,7 @@ def parse_value(text: str) -> Any:
         except ValueError:
             pass
     try:
-        return yaml.safe_load(text)
+        return yaml_load(text)
     except yaml.YAMLError:
         return text
 
@@ -132,7 +149,7 @@ def load_run_config(source: str | Path | dict, overrides: list[str] = ()) -> Run
         if not path.exists():
             raise ConfigError(f"{path}: no such recipe (see configs/)")
         try:
-            raw = yaml.safe_load(path.read_text()) or {}
+            raw = yaml_load(path.read_text()) or {}
         except yaml.YAMLError as e:
             raise ConfigError(f"{path}: invalid YAML ({str(e).splitlines()[0]})") from None
     raw = apply_overrides(raw, list(overrides))
