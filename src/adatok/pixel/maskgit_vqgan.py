@@ -20,7 +20,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from adatok.errors import ConfigError, InputError
-from adatok.pixel.layout import GN_GROUPS as _GN_GROUPS
 from adatok.pixel.layout import ConvLayout
 from adatok.tokenizers.base import check_images
 from adatok.types import Tokens
@@ -108,7 +107,7 @@ class ResnetBlock(nn.Module):
     nin_shortcut shape (cout, cout, 1, 1) forces it. When cin == cout: out = x + h.
     """
 
-    def __init__(self, cin: int, cout: int, groups: int = _GN_GROUPS):
+    def __init__(self, cin: int, cout: int, groups: int):
         super().__init__()
         self.norm1 = _norm(cin, groups)
         self.conv1 = Conv2dSame(cin, cout, 3, bias=False)
