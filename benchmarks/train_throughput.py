@@ -25,7 +25,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import best_of, default_device, environment, format_table  # noqa: E402
 
 import adatok  # noqa: E402
+from adatok import reduction  # noqa: E402
 from adatok.layers import Attention  # noqa: E402
+from adatok.reduction import timm_patch  # noqa: E402
 from adatok.train.config import load_run_config  # noqa: E402
 from adatok.train.distributed import DistInfo  # noqa: E402
 from adatok.train.loop import Trainer  # noqa: E402
@@ -57,7 +59,7 @@ def eager_mode(model: torch.nn.Module, on: bool):
     fused = [m for m in model.modules() if getattr(m, "fused_attn", None) is True]  # timm's attention switch
     for m in fused:
         m.fused_attn = False
-    patch = getattr(model, "_adatok_reduction", None)  # a token-reduced timm model (adatok.reduction)
+    patch = timm_patch.get_patch(model) if reduction.is_patched(model) else None  # a token-reduced timm model
     if patch is not None:
         patch.attention = "eager"
     model.to(memory_format=torch.contiguous_format)
