@@ -6,6 +6,7 @@ the data, the optimisation and the task's loss options.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,9 +93,9 @@ class RunConfig:
         return config_to_dict(self)
 
 
-def yaml_load(text: str) -> Any:
-    """``yaml.safe_load`` with YAML 1.2 booleans: only true/false are booleans. YAML 1.1 also reads
-    on/off/yes/no as booleans, which turns ``halting: off`` (ALIT's rule named "off") into False."""
+@functools.lru_cache(maxsize=None)
+def _yaml12_loader():
+    """PyYAML's SafeLoader with YAML 1.2 booleans (built once, on first use: yaml is imported lazily)."""
     import yaml
 
     class Loader(yaml.SafeLoader):
@@ -105,7 +106,15 @@ def yaml_load(text: str) -> Any:
         for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
     Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
                                  list("tTfF"))
-    return yaml.load(text, Loader=Loader)
+    return Loader
+
+
+def yaml_load(text: str) -> Any:
+    """``yaml.safe_load`` with YAML 1.2 booleans: only true/false are booleans. YAML 1.1 also reads
+    on/off/yes/no as booleans, which turns ``halting: off`` (ALIT's rule named "off") into False."""
+    import yaml
+
+    return yaml.load(text, Loader=_yaml12_loader())
 
 
 def parse_value(text: str) -> Any:
