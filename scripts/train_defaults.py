@@ -53,9 +53,7 @@ def train(stage: str, work: Path, pools: dict, extra: dict) -> subprocess.Popen:
         previous = RUNS["alit"][RUNS["alit"].index(stage) - 1]
         cmd.append(f"model={work / previous / 'model'}")
     print("+", " ".join(cmd), flush=True)
-    proc = subprocess.Popen(cmd)
-    proc.run = stage
-    return proc
+    return subprocess.Popen(cmd)
 
 
 def run_stages(stages: list[str], work: Path, pools: dict, parallel: bool, extra: dict) -> None:
@@ -68,27 +66,34 @@ def run_stages(stages: list[str], work: Path, pools: dict, parallel: bool, extra
         start = time.time()
         # each stage's runs go one after the other; the stages of a group run side by side
         pending = {s: [r for r in RUNS[s] if not done(r)] for s in group}
-        procs = {s: train(runs.pop(0), work, pools, extra) for s, runs in pending.items()}
+        def start_next(s: str) -> tuple[str, subprocess.Popen]:
+            run = pending[s].pop(0)
+            return run, train(run, work, pools, extra)
+
+        procs = {s: start_next(s) for s in group}  # stage -> (its run in progress, process)
         while procs:
-            for s, p in list(procs.items()):
+            for s, (run, p) in list(procs.items()):
                 if p.poll() is None:
                     continue
                 if p.returncode != 0:
                     raise SystemExit(f"stage {s} failed (exit {p.returncode}); rerun to resume it with --resume")
-                (work / p.run / "trained_on.txt").write_text(device_description())
+                (work / run / "trained_on.txt").write_text(device_description())
                 if pending[s]:
-                    procs[s] = train(pending[s].pop(0), work, pools, extra)
+                    procs[s] = start_next(s)
                 else:
                     del procs[s]
                     print(f"stage {s}: {(time.time() - start) / 60:.1f} min", flush=True)
             time.sleep(1)
 
 
+CPU_DEVICE = "a shared 2-core x86-64 CPU (fp32)"
+
+
 def device_description() -> str:
     """What a run trained on, for its model card (the recipes train in bf16 on a GPU, fp32 on a CPU)."""
     if torch.cuda.is_available():
         return f"one {torch.cuda.get_device_name()} (bf16 autocast)"
-    return "a shared 2-core x86-64 CPU (fp32)"
+    return CPU_DEVICE
 
 
 @torch.no_grad()
@@ -225,7 +230,7 @@ def write_cards(work: Path, pool: Path, report: dict) -> None:
             steps, minutes = logged_steps_and_minutes(work / run / "log.csv")
             device = work / run / "trained_on.txt"
             runs.append(f"`{run}` {steps} steps at batch {_batch_of(work / run / 'log.csv')}, {minutes:.0f} min on "
-                        + (device.read_text() if device.exists() else "a shared 2-core x86-64 CPU (fp32)"))
+                        + (device.read_text() if device.exists() else CPU_DEVICE))
         rows = "\n".join(f"| {k} | {v['psnr']:.2f} | {v['ssim']:.3f} |"
                          + (f" (mean {v['mean_tokens']:.1f} tokens)" if "mean_tokens" in v else "")
                          for k, v in report[name].items())
