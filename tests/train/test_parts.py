@@ -58,6 +58,20 @@ def test_sampler_union_of_ranks_equals_one_process_and_resumes():
         ResumableBatchSampler(3, 4)
 
 
+def test_sampler_repeat_shows_each_image_that_many_times_per_epoch_with_distinct_seeds():
+    sampler = ResumableBatchSampler(5, 4, seed=1, repeat=4)  # 20 views of 5 images: 5 batches per epoch
+    assert sampler.batches_per_epoch == 5
+    epoch = [item for _, batch in zip(range(5), sampler) for item in batch]
+    indices = [i for i, _ in epoch]
+    assert sorted(indices) == sorted(list(range(5)) * 4)
+    assert len({s for _, s in epoch}) == 20  # every view its own augmentation seed
+    with pytest.raises(ConfigError, match="too few"):
+        ResumableBatchSampler(5, 8)
+    assert ResumableBatchSampler(5, 8, repeat=2).batches_per_epoch == 1
+    with pytest.raises(ConfigError, match="repeat"):
+        ResumableBatchSampler(5, 4, repeat=0)
+
+
 def test_no_weight_decay_on_norms_tokens_and_biases():
     import adatok
 

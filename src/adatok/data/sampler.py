@@ -25,25 +25,32 @@ def sample_seed(seed: int, epoch: int, position: int) -> int:
 class ResumableBatchSampler:
     """Infinite stream of per-rank batches of ``(index, seed)``, starting at batch ``start``.
 
-    ``batches_per_epoch = (length // world_size) // batch_size`` (incomplete batches are dropped,
-    so every rank does the same number of steps).
+    ``batches_per_epoch = (length * repeat // world_size) // batch_size`` (incomplete batches are
+    dropped, so every rank does the same number of steps). ``repeat`` shows each image that many
+    times per epoch, each time with its own augmentation seed (another random crop): for pools of a
+    few dozen photos, whose batches could otherwise not exceed the pool.
     """
 
     def __init__(self, length: int, batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1,
-                 shuffle: bool = True, start: int = 0):
-        self.length, self.batch_size, self.seed = length, batch_size, seed
+                 shuffle: bool = True, start: int = 0, repeat: int = 1):
+        if repeat < 1:
+            raise ConfigError(f"data.repeat must be a whole number >= 1, got {repeat}")
+        self.length, self.batch_size, self.seed, self.repeat = length, batch_size, seed, repeat
         self.rank, self.world_size, self.shuffle, self.start = rank, world_size, shuffle, start
-        self.batches_per_epoch = (length // world_size) // batch_size
+        self.batches_per_epoch = (length * repeat // world_size) // batch_size
         if self.batches_per_epoch < 1:
             raise ConfigError(
-                f"the dataset has {length} images: too few for batch size {batch_size} on {world_size} "
-                "process(es); add images or lower train.batch_size"
+                f"the dataset has {length} images (x{repeat} per epoch): too few for batch size {batch_size} on "
+                f"{world_size} process(es); add images, raise data.repeat or lower train.batch_size"
             )
 
     def permutation(self, epoch: int) -> torch.Tensor:
+        """The epoch's order of dataset indices (each one ``repeat`` times)."""
+        views = self.length * self.repeat
         if not self.shuffle:
-            return torch.arange(self.length)
-        return torch.randperm(self.length, generator=torch.Generator().manual_seed(self.seed * 100_003 + epoch))
+            return torch.arange(views) % self.length
+        order = torch.randperm(views, generator=torch.Generator().manual_seed(self.seed * 100_003 + epoch))
+        return order % self.length
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         position = self.start

@@ -26,6 +26,7 @@ class DataConfig:
     flip: bool = True
     workers: int = 2
     cache: bool = False  # keep each decoded (prepared) image in memory, per worker: for small pools on fast GPUs
+    repeat: int = 1  # views of each image per epoch (own random crops): lets a small pool fill a large batch
     heldout: str = ""  # images for sample grids / evaluation (eval transform)
     num_samples: int = 8  # images in each sample grid
 

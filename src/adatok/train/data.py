@@ -47,7 +47,7 @@ def build_dataset(source: str, cfg, labelled: bool, train: bool):
 def build_loader(cfg: RunConfig, labelled: bool, info: DistInfo, start: int) -> DataLoader:
     dataset = build_dataset(cfg.data.train, cfg.data, labelled, train=True)
     sampler = ResumableBatchSampler(len(dataset), cfg.train.batch_size, seed=cfg.train.seed, rank=info.rank,
-                                    world_size=info.world_size, start=start)
+                                    world_size=info.world_size, start=start, repeat=cfg.data.repeat)
     workers = cfg.data.workers
     return DataLoader(dataset, batch_sampler=sampler, num_workers=workers, pin_memory=info.device.type == "cuda",
                       persistent_workers=workers > 0, prefetch_factor=2 if workers > 0 else None)
