@@ -1,10 +1,10 @@
 """``make demo``: the shipped default tokenizers on the bundled photos, offline.
 
 ``titok_default`` (64 tokens per image) and ``alit_default`` (16..64 tokens, chosen per image) are
-small 64 px models trained on the 59 photos of the real-photo pool (minutes on one GPU; ALIT's last
-stage on a CPU; model cards in ``adatok/weights/``): blurry reconstructions that keep each photo's
-layout and colours, and the demo says so. The demo
-tokenizes and reconstructs the four bundled photos plus two simple synthetic images (a flat colour
+small 64 px models trained on crops of the 59 photos of the real-photo pool (minutes on one GPU;
+model cards in ``adatok/weights/``): blurry reconstructions that keep each photo's layout and
+colours, and the demo says so. ``--titok`` / ``--alit`` show other models (e.g. a run's
+``OUT/model``). The demo tokenizes and reconstructs the four bundled photos plus two simple synthetic images (a flat colour
 and a smooth gradient), prints each image's token count and PSNR, checks that decoding the ids
 gives back the same reconstruction, and writes a PNG strip: original | TiTok | ALIT (its length).
 """
@@ -37,17 +37,21 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="out/demo")
     p.add_argument("--criterion", default="l1", help="ALIT token-selection criterion (default: l1, the paper's)")
     p.add_argument("--threshold", type=float, default=0.08, help="ALIT criterion threshold (default: L1 0.08)")
+    p.add_argument("--titok", default="titok_default", help="TiTok to show: a model name or a saved model folder "
+                   "(e.g. a run's OUT/model; default: titok_default)")
+    p.add_argument("--alit", default="alit_default", help="ALIT to show: a model name or a saved model folder "
+                   "(default: alit_default)")
     args = p.parse_args(argv)
     out = Path(args.out)
 
-    titok, alit = load("titok_default"), load("alit_default")
+    titok, alit = load(args.titok), load(args.alit)
     size = titok.image_size
     print("adatok demo — the shipped default tokenizers")
     print("note: these defaults are small 64 px models trained briefly on 59 photos (minutes on one GPU):")
     print("reconstructions are blurry, keeping each photo's layout and colours, far from the papers' quality.")
     print("The bundled photos are among their training photos; held-out numbers are in the model cards")
     print("(adatok/weights/*/MODEL_CARD.md). Retrain: scripts/train_defaults.py.")
-    for name, m in (("titok_default", titok), ("alit_default", alit)):
+    for name, m in ((args.titok, titok), (args.alit, alit)):
         params = sum(x.numel() for x in m.parameters()) / 1e6
         print(f"  {name}: {params:.1f}M params, {m.config.quantizer_summary()}, {size}x{size} images")
     photos = sorted(SAMPLES.glob("*.jpg"))
