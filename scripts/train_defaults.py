@@ -6,16 +6,16 @@ and write them (weights + model card) into ``src/adatok/weights/``.
     python scripts/train_defaults.py --pool /tmp/pool256 --hires-pool /tmp/pool768 --work runs/defaults
 
 Stages (each skipped when its export already exists, so an interrupted run continues):
-  1. maskgit_vqgan_default  configs/defaults/vqgan.yaml (64 px, the size it is used at)
+  1. maskgit_vqgan_default  configs/defaults/vqgan.yaml (64 px crops of the 256 px pool)
   2. titok_default          configs/defaults/titok.yaml (single stage, on pixels)
   3. alit_default           configs/defaults/alit.yaml (stage 1 on the VQGAN's codes), then
-                            configs/defaults/alit_finetune.yaml (stage 2, on pixels), then
-                            configs/defaults/alit_hires.yaml (stage 2 on crops of the 768 px pool)
-then evaluation (PSNR / SSIM per token count on the held-out photos, 64 px center crops) and the
-model cards. Stages 2 and 3 run one after the other (``--parallel`` runs them together);
-``--stages`` trains only some and ``--no-finalize`` skips the evaluation and export. The recipes
-train in bf16 on a GPU (the shipped VQGAN, TiTok and ALIT stages 1-2 ran on one H100: about 5 min each)
-and in fp32 on a CPU (alit_hires: about 30 min on 2 cores).
+                            configs/defaults/alit_finetune.yaml (stage 2, on pixels)
+TiTok and ALIT train on 64 px crops of 5-100% of each photo of the 768 px pool (--hires-pool): on the
+whole photos of the 256 px pool they memorised the 59 training photos. Then evaluation (PSNR / SSIM
+per token count on the held-out photos, 64 px center crops of the 256 px pool) and the model cards.
+Stages 2 and 3 run one after the other (``--parallel`` runs them together); ``--stages`` trains only
+some and ``--no-finalize`` skips the evaluation and export. The recipes train in bf16 on a GPU (the
+shipped ones ran on one H100: 4-9 min each) and in fp32 on a CPU (far slower: hours at these batches).
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS = ROOT / "src" / "adatok" / "weights"
 NAMES = {"vqgan": "maskgit_vqgan_default", "titok": "titok_default", "alit": "alit_default"}
 # The runs behind each shipped model, in order; the last one's export is what ships.
-RUNS = {"vqgan": ["vqgan"], "titok": ["titok"], "alit": ["alit", "alit_finetune", "alit_hires"]}
-HIRES_RUNS = ("alit_hires",)  # trained on the --hires-pool (768 px shorter side), crops of 2-100% of a photo
+RUNS = {"vqgan": ["vqgan"], "titok": ["titok"], "alit": ["alit", "alit_finetune"]}
+HIRES_RUNS = ("titok", "alit", "alit_finetune")  # trained on the --hires-pool (768 px shorter side)
 TEACHER_STAGES = ("alit",)  # trained on the codes of the default VQGAN
 
 
@@ -49,7 +49,7 @@ def train(stage: str, work: Path, pools: dict, extra: dict) -> subprocess.Popen:
            *extra.get(stage, [])]
     if stage in TEACHER_STAGES:
         cmd.append(f"teacher={shipped_run(work, 'vqgan')}")
-    if stage in ("alit_finetune", "alit_hires"):  # each continues the run before it
+    if stage == "alit_finetune":  # continues stage 1
         previous = RUNS["alit"][RUNS["alit"].index(stage) - 1]
         cmd.append(f"model={work / previous / 'model'}")
     print("+", " ".join(cmd), flush=True)
@@ -103,6 +103,7 @@ def evaluate(work: Path, pool: Path) -> dict:
     from adatok.eval.metrics import psnr, ssim
 
     images, paths, _ = load_images(list_image_files([pool / "heldout"]), 64)
+    train_images, _, _ = load_images(list_image_files([pool / "train"]), 64)
     report = {"heldout": [p.name for p in paths]}
 
     def scores(recon):
@@ -121,6 +122,12 @@ def evaluate(work: Path, pool: Path) -> dict:
     report["titok_default"] = {str(titok.num_tokens): scores(titok.reconstruct(images))}
     alit = adatok.load(shipped_run(work, "alit"), halting="threshold")
     rollout = alit.rollout(images)
+    # the same measure on the training photos: how much of the held-out gap is memorisation
+    report["training photos"] = {
+        "maskgit_vqgan_default": float(psnr(vq.reconstruct(train_images), train_images).mean()),
+        "titok_default": float(psnr(titok.reconstruct(train_images), train_images).mean()),
+        "alit_default": float(psnr(alit.rollout(train_images).iterations[-1].images.clamp(0, 1), train_images).mean()),
+    }
     report["alit_default"] = {str(it.num_tokens): scores(it.images.clamp(0, 1)) for it in rollout.iterations}
     for t in (0.06, 0.08, 0.10):
         sel = alit.select(images, "l1", t)
@@ -135,8 +142,8 @@ CARD = """# {name}
 
 * **Data**: the real-photo pool of `adatok data photos` (Debian wallpaper / documentation photos and
   the sample images of installed wheels; licences in the pool's `LICENSES.md`), {n_train} training
-  photos resized to a 256 px shorter side (`adatok data resize`), random-resized crops; evaluated on
-  the {n_held} held-out photos (every 7th), 64 px center crops.
+  photos {data}; evaluated on the {n_held} held-out photos (every 7th) resized to a 256 px shorter
+  side, 64 px center crops.
 * **Recipe**: `{recipe}` — `python scripts/train_defaults.py --pool POOL --hires-pool POOL768 --work runs/defaults`.
 * **Training**: {runs}.
 * **Config**: {config}
@@ -146,6 +153,8 @@ CARD = """# {name}
 | tokens | PSNR (dB) | SSIM |
 |---|---|---|
 {rows}
+
+On its training photos (the same 64 px center crops), at its longest length: {train_psnr:.2f} dB.
 
 {caveat}
 """
@@ -157,30 +166,39 @@ WHAT = {
              "decoder with an RGB patch head, trained on pixels (L2).",
     "alit": "A small ALIT over maskgit_vqgan_default: 16, 32, 48 or 64 1D tokens per image (VQ 1024 x 12, l2), "
             "128-wide 4-block ViT encoder and decoder, chosen per image. Stage 1 (latent distillation on the "
-            "VQGAN's codes), then stage 2 (everything, the base VQGAN included, fine-tuned on pixels with L1), "
-            "first on the 256 px pool, then on crops of the same photos at 768 px.",
+            "VQGAN's codes), then stage 2 (everything, the base VQGAN included, fine-tuned on pixels with L2).",
 }
+# What each model trained on (the pools of the module docstring).
+DATA = {
+    "vqgan": "resized to a 256 px shorter side (`adatok data resize`), 64 px random-resized crops of 10-100% "
+             "of each photo",
+    "titok": "at a 768 px shorter side (`adatok data resize --shorter-side 768`), 64 px random-resized crops "
+             "of 5-100% of each photo, each photo twice per epoch (`data.repeat`)",
+}
+DATA["alit"] = DATA["titok"]
 # How the shipped weights were actually run, where it differs from one plain call of the script.
 RUN_NOTES = {
     "vqgan": "GroupNorm with 8 groups instead of the official 32 (`norm_groups`): at 32 channels, 32 groups are "
              "instance norms, and in the same run (same seed and data) the training L2 stayed about twice as high "
              "(src/adatok/pixel/layout.py). Earlier defaults, on the CPU: 14.97 dB (32 groups, 32 px crops), "
-             "17.50 dB (8 groups, 2000 steps at batch 16). alit_default fine-tunes its own copy in stage 2; "
-             "titok_default does not use it. On its training photos it reaches 26.6 dB: with 59 photos even a "
-             "convolutional model overfits.",
-    "titok": "The earlier default (3000 steps at batch 32 on the CPU) reached 19.24 dB.",
-    "alit": "Stages 1 and 2 ran on the GPU through this script; alit_hires was added after them and ran on the "
-            "CPU as `adatok train` with exactly its config (compared field by field), stopped and resumed from "
-            "its checkpoints on the way (constant learning rate; resuming is exact). After stage 2 on the 256 px "
-            "pool alone, ALIT had memorised its 59 training photos (23.3 dB on them, 15.3-15.7 dB held out, and "
-            "held-out reconstructions that looked like training photos: 16 tokens of 10 bits can name one of 59 "
-            "images); alit_hires, on random crops of 2-100% of each photo at 768 px, views that cannot be "
-            "memorised, brought the held-out PSNR up (table) while the training PSNR fell (23.3 -> 22.7-22.9 dB "
-            "on the first 24 training photos). It stays below the VQGAN it decodes through (its stage 1 is far "
-            "from reproducing the VQGAN's codes: cross-entropy 4.1 nats). The extra tokens still add little (16 "
-            "vs 64 tokens in the table): a photo's length is the arg-min of a flat error curve and means little; "
-            "simple images (flat colours, gradients) meet an L1 threshold at 16 tokens, no more than any photo "
-            "(`make demo`).",
+             "17.50 dB (8 groups, 2000 steps at batch 16). It was not retrained on the crops of the 768 px pool "
+             "that TiTok and ALIT use; alit_default fine-tunes its own copy on them in stage 2, and titok_default "
+             "does not use it. The gap between its training and held-out PSNR is memorisation: with 59 photos even "
+             "a convolutional model overfits.",
+    "titok": "The shipped weights are the EMA at step 6000 of the recipe's 8000: the run shared the GPU with two "
+             "others and the call's time limit stopped it; the step-6000 checkpoint was exported with "
+             "`adatok train configs/defaults/titok.yaml ... train.steps=6000 --resume` (which trains no further). "
+             "Earlier defaults: 19.24 dB (CPU, 3000 steps at batch 32), 20.75 dB (H100, 9000 steps at batch 48 on "
+             "whole photos of the 256 px pool, 23.2 dB on its training photos).",
+    "alit": "Both stages ran on one H100 as `adatok train` with exactly these configs (beside other runs). The "
+            "earlier default, trained on whole photos of the 256 px pool, had memorised its 59 training photos: "
+            "23.3 dB on them, 15.3-15.7 dB held out, held-out reconstructions that looked like training photos "
+            "(16 tokens of 10 bits can name one of 59 images), and a stage-1 cross-entropy of 4.1 nats at every "
+            "length; a further CPU stage-2 run on the 768 px crops took it to 17.0-17.3 dB. Trained on those "
+            "crops from stage 1 on, the cross-entropy falls with length (3.93 / 3.55 / 3.46 / 3.45 nats at 16 / "
+            "32 / 48 / 64 tokens after 2000 steps) and so does the held-out error (table). It stays below the "
+            "VQGAN it decodes through (its stage 1 is far from reproducing the VQGAN's codes). Simple images "
+            "(flat colours, gradients) meet the L1 threshold at 16 tokens (`make demo`).",
 }
 CAVEAT = ("Small 64 px models trained for minutes on 59 photos, without perceptual or GAN losses: "
           "reconstructions are blurry; they keep each photo's layout and colours, not its fine detail, and these "
@@ -231,10 +249,10 @@ def write_cards(work: Path, pool: Path, report: dict) -> None:
             device = work / run / "trained_on.txt"
             runs.append(f"`{run}` {steps} steps at batch {_batch_of(work / run / 'log.csv')}, {minutes:.0f} min on "
                         + (device.read_text() if device.exists() else CPU_DEVICE))
-        rows = "\n".join(f"| {k} | {v['psnr']:.2f} | {v['ssim']:.3f} |"
-                         + (f" (mean {v['mean_tokens']:.1f} tokens)" if "mean_tokens" in v else "")
-                         for k, v in report[name].items())
+        rows = "\n".join(f"| {k}" + (f" (mean {v['mean_tokens']:.1f} tokens)" if "mean_tokens" in v else "")
+                         + f" | {v['psnr']:.2f} | {v['ssim']:.3f} |" for k, v in report[name].items())
         card = CARD.format(name=name, what=WHAT[stage], n_train=n_train, n_held=len(report["heldout"]),
+                           data=DATA[stage], train_psnr=report["training photos"][name],
                            recipe=", then ".join(f"configs/defaults/{run}.yaml" for run in RUNS[stage]),
                            runs="; ".join(runs), config=f"`{model.config}`",
                            rows=rows, caveat=(RUN_NOTES.get(stage, "") + "\n\n" + CAVEAT.format(
@@ -255,7 +273,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--pool", type=Path, required=True, help="the resized photo pool (train/ and heldout/)")
     p.add_argument("--work", type=Path, default=Path("runs/defaults"))
-    p.add_argument("--hires-pool", type=Path, help="the same photos at a 768 px shorter side (for alit_hires)")
+    p.add_argument("--hires-pool", type=Path, help="the same photos at a 768 px shorter side "
+                   "(TiTok and ALIT train on its crops)")
     p.add_argument("--parallel", action="store_true", help="train TiTok and ALIT at the same time")
     p.add_argument("--stages", nargs="*", choices=list(RUNS), help="train only these (default: all; ALIT needs "
                    "the VQGAN's export in WORK)")
