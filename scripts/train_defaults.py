@@ -226,10 +226,12 @@ def logged_steps_and_minutes(log: Path) -> tuple[int, float]:
 
 
 def _batch_of(log: Path) -> int:
+    """The run's batch size: from its ``run.yaml`` (the resolved recipe every run writes), else its recipe."""
     import yaml
 
-    stage = log.parent.name
-    return int(yaml.safe_load((ROOT / "configs" / "defaults" / f"{stage}.yaml").read_text())["train"]["batch_size"])
+    recorded = log.parent / "run.yaml"
+    recipe = recorded if recorded.exists() else ROOT / "configs" / "defaults" / f"{log.parent.name}.yaml"
+    return int(yaml.safe_load(recipe.read_text())["train"]["batch_size"])
 
 
 def shipped_run(work: Path, stage: str) -> Path:
@@ -237,13 +239,13 @@ def shipped_run(work: Path, stage: str) -> Path:
     return work / RUNS[stage][-1] / "model"
 
 
-def write_cards(work: Path, pool: Path, report: dict) -> None:
+def write_cards(work: Path, pool: Path, report: dict, export_to: Path) -> None:
     import adatok
     n_train = len(list((pool / "train").iterdir()))
     for stage, name in NAMES.items():
         # ALIT trains with the official random halting; it ships with the deterministic rule
         model = adatok.load(shipped_run(work, stage), **({"halting": "threshold"} if stage == "alit" else {}))
-        target = WEIGHTS / name
+        target = export_to / name
         adatok.save(model, target)
         runs = []
         for run in RUNS[stage]:
@@ -264,11 +266,11 @@ def write_cards(work: Path, pool: Path, report: dict) -> None:
         print(f"wrote {target} ({sum(f.stat().st_size for f in target.iterdir()) / 1e6:.1f} MB)")
 
 
-def finalize(work: Path, pool: Path) -> None:
+def finalize(work: Path, pool: Path, export_to: Path) -> None:
     report = evaluate(work, pool)
     (work / "report.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
-    write_cards(work, pool, report)
+    write_cards(work, pool, report, export_to)
 
 
 def main() -> int:
@@ -281,6 +283,8 @@ def main() -> int:
     p.add_argument("--stages", nargs="*", choices=list(RUNS), help="train only these (default: all; ALIT needs "
                    "the VQGAN's export in WORK)")
     p.add_argument("--no-finalize", action="store_true", help="train only: no evaluation, no export into the package")
+    p.add_argument("--export-to", type=Path, default=WEIGHTS, help="where the models and cards go (default: the "
+                   "package's adatok/weights/, which adatok.load('titok_default') reads)")
     runs = [r for stage_runs in RUNS.values() for r in stage_runs]
     for run in runs:
         p.add_argument(f"--{run}", nargs="*", default=[], metavar="KEY=VALUE",
@@ -294,7 +298,7 @@ def main() -> int:
         run_stages(["vqgan"], args.work, pools, False, extra)
     run_stages([s for s in ("titok", "alit") if s in stages], args.work, pools, args.parallel, extra)
     if not args.no_finalize:
-        finalize(args.work, args.pool)
+        finalize(args.work, args.pool, args.export_to)
     return 0
 
 

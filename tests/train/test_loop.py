@@ -167,12 +167,27 @@ def test_recipe_errors_are_clear(photos, tmp_path):
         run(done)
 
 
+def test_a_run_records_its_resolved_recipe_and_it_runs_again(photos, tmp_path):
+    from adatok.train.config import load_run_config
+
+    cfg = tiny_run("titok_single", tmp_path / "r", photos, model="titok_pixels_tiny",
+                   **{"train.steps": 2, "train.sample_every": 0, "options.perceptual": "none", "options.gan_weight": 0.0})
+    recipe, overrides = write_recipe(cfg, tmp_path / "r.yaml"), ["train.batch_size=2", "data.repeat=2"]
+    run(recipe, overrides)
+    recorded = load_run_config(tmp_path / "r" / "run.yaml")
+    assert recorded == load_run_config(recipe, overrides)  # overrides applied, nothing lost in the YAML
+    assert recorded.train.batch_size == 2 and recorded.data.repeat == 2 and recorded.data.scale == (0.08, 1.0)
+    again = run(recorded.__class__(**{**recorded.__dict__, "out": str(tmp_path / "again")}))
+    first, second = weights(tmp_path / "r" / "model"), weights(again)
+    assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
+
+
 def test_shipped_recipes_parse():
     from adatok.train.config import load_run_config
     from adatok.train.tasks import get_task
 
-    recipes = sorted((Path(__file__).parents[2] / "configs").glob("*.yaml"))
-    assert len(recipes) >= 8
+    recipes = sorted((Path(__file__).parents[2] / "configs").rglob("*.yaml"))  # configs/defaults/ too
+    assert len(recipes) >= 12
     for path in recipes:
         cfg = load_run_config(path, ["train.steps=10"])
         task = get_task(cfg.task)

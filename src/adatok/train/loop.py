@@ -20,7 +20,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from ..errors import AdatokError
 from . import distributed as D
-from .checkpoint import atomic_save, load_checkpoint, rng_state, set_rng_state
+from .checkpoint import atomic_save, atomic_write_text, load_checkpoint, rng_state, set_rng_state
 from .config import RunConfig, load_run_config
 from .data import build_eval_images, build_loader
 from .ema import EMA
@@ -125,6 +125,8 @@ class Trainer:
         elif info.is_main and self.ckpt_path.exists():
             raise TrainingError(f"{self.out} already holds a run: pass --resume to continue it, or another out=")
         logger = RunLogger(self.out, info.is_main, cfg.train.tensorboard)
+        if info.is_main:
+            self.write_run_config()
         if resume:
             logger.truncate_after(self.step)
         loader = build_loader(cfg, self.task.labelled, info, start=self.position)
@@ -158,6 +160,14 @@ class Trainer:
             bar.close()
             logger.close()
         return self.export()
+
+    def write_run_config(self) -> None:
+        """``OUT/run.yaml``: the resolved recipe of this run (overrides applied, every default
+        spelled out); ``adatok train OUT/run.yaml`` runs it again. A resumed run rewrites it."""
+        import yaml
+
+        text = yaml.safe_dump(self.cfg.to_dict(), sort_keys=False, default_flow_style=None, width=110)
+        atomic_write_text(self.out / "run.yaml", text)
 
     def train_step(self, batches) -> dict:
         cfg, accum = self.cfg, self.cfg.train.grad_accum
