@@ -200,7 +200,10 @@ RUN_NOTES = {
             "VQGAN it decodes through (its stage 1 is far from reproducing the VQGAN's codes). Per-image "
             "lengths: use L1 < 0.06 (`make demo`'s default), not the official 0.07-0.08 — at 0.08 most photos' "
             "16-token error already meets it (mean 28 tokens in the table); at 0.06 the flat colour and the "
-            "gradient of `make demo` get 16 tokens, its cat and coffee-cup photos 32, the astronaut 48.",
+            "gradient of `make demo` get 16 tokens, its cat and coffee-cup photos 32, the astronaut 48. Do not use "
+            "the token-space `confidence` criterion with it: stage 2 trains the soft codes on pixels only, and its "
+            "decoder no longer predicts the base codes (held out, mean p(code) 0.004-0.005, chance 1/256, top-1 "
+            "0.4-1.0 %; after stage 1: 0.042-0.055 and 7-11 %).",
 }
 CAVEAT = ("Small 64 px models trained for minutes on 59 photos, without perceptual or GAN losses: "
           "reconstructions are blurry; they keep each photo's layout and colours, not its fine detail, and these "
