@@ -203,7 +203,8 @@ RUN_NOTES = {
             "gradient of `make demo` get 16 tokens, its cat and coffee-cup photos 32, the astronaut 48. Do not use "
             "the token-space `confidence` criterion with it: stage 2 trains the soft codes on pixels only, and its "
             "decoder no longer predicts the base codes (held out, mean p(code) 0.004-0.005, chance 1/256, top-1 "
-            "0.4-1.0 %; after stage 1: 0.042-0.055 and 7-11 %).",
+            "0.4-1.0 %; after stage 1: 0.042-0.055 and 7-11 %); stage 2 with `options.code_weight` > 0 keeps "
+            "them, and was not used for this model.",
 }
 CAVEAT = ("Small 64 px models trained for minutes on 59 photos, without perceptual or GAN losses: "
           "reconstructions are blurry; they keep each photo's layout and colours, not its fine detail, and these "

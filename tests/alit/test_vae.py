@@ -259,3 +259,8 @@ def test_two_stage_training_over_the_vae(tmp_path):
     tuned = adatok.load(stage2)
     assert tuned.config.is_vae
     assert not torch.equal(tuned.base.decoder.conv_out.weight, t.decoder.conv_out.weight)  # the VAE trains
+    from adatok.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="code_weight needs a VQGAN base"):  # no base codes to predict
+        run(_recipe("alit_stage2", tmp_path / "s2c", photos, 2, model=str(stage1),
+                    options={"perceptual": "none", "gan_weight": 0.0, "code_weight": 1.0}))

@@ -152,3 +152,28 @@ def test_recipes_train_from_webdataset_shards_with_the_cache_on(photos, labelled
         run(tiny_run("classify", tmp_path / "cls2", tmp_path / "classes", **vit))
     with pytest.raises(ConfigError, match="no .cls labels"):
         run(tiny_run("classify", tmp_path / "cls3", tmp_path / "plain", **vit, **{"options.num_classes": 2}))
+
+
+def test_alit_stage2_code_weight_keeps_the_decoder_predicting_the_base_codes(photos, teacher, tmp_path):
+    """Stage 2 on pixels alone lets the decoder's probabilities of the base codes drift (the token-space
+    confidence criterion reads them); ``options.code_weight`` keeps a cross-entropy on them."""
+    from adatok.data import list_image_files, load_images
+
+    images = load_images(list_image_files([photos]), 64)[0]
+
+    def p_code(model_dir):  # mean probability of the base codes at the longest length
+        model = adatok.load(model_dir, halting="threshold").eval()
+        with torch.no_grad():
+            out = model(images)
+        probs = out.iterations[-1].logits.float().softmax(-1)
+        return probs.gather(-1, out.gt[..., None]).mean().item()
+
+    common = {"model": "alit_test_tiny", "teacher": str(teacher), "data.crop": "center", "data.flip": False,
+              "options.perceptual": "none", "options.gan_weight": 0.0, "train.sample_every": 0}
+    plain = run(tiny_run("alit_stage2", tmp_path / "plain", photos, **common))
+    kept = run(tiny_run("alit_stage2", tmp_path / "kept", photos, **common, **{"options.code_weight": 1.0}))
+    start, end = first_and_last(losses(tmp_path / "kept", "code_ce"))
+    assert end < start
+    assert "code_ce" not in (tmp_path / "plain" / "log.csv").read_text()
+    kept_p, plain_p = p_code(kept), p_code(plain)
+    assert kept_p > 2 * plain_p, (kept_p, plain_p)  # measured 0.19 vs 0.018

@@ -9,7 +9,8 @@
   sampled in training mode under ``vae_sampling="training"``).
 * ``alit_stage2`` — full fine-tuning: everything trains (the base VQGAN too); each step trains ONE
   iteration, cycling k = 0, 1, ..., T-1 over steps, on the pixels decoded from its soft codes:
-  L1 + perceptual + GAN (taming adaptive weight) + VQ_k.
+  L1 + perceptual + GAN (taming adaptive weight) + VQ_k (+ ``code_weight`` x CE on the base codes: ours,
+  off by default, to keep the token-space confidence criterion meaningful).
 
 Differences from the official code, on purpose: one discriminator shared by all iterations (the
 official trains eight), generator and discriminator both step every step once the GAN is on (the
@@ -125,6 +126,10 @@ class ALITStage2Options(PixelLossOptions):
     gan_weight: float = 0.2  # official: 0.2 from epoch 21, 0.8 from epoch 101
     adaptive_gan_weight: bool = True
     lecam_weight: float = 0.0
+    # ours (0 = official): cross-entropy of the trained iteration's logits on the base codes, so the
+    # decoder keeps predicting them; the token-space `confidence` criterion reads those probabilities,
+    # and stage 2 on pixels alone lets them fall to chance (the shipped alit_default: p 0.004 of 1/256)
+    code_weight: float = 0.0
 
 
 @register_task
@@ -135,6 +140,8 @@ class ALITStage2(PixelTask):
 
     def prepare(self):
         _adopt_base(self, self.run)
+        if self.opts.code_weight > 0 and self.model.config.is_vae:
+            raise ConfigError("options.code_weight needs a VQGAN base (base codes); this ALIT decodes VAE latents")
 
     def phases(self, batch, step, modules) -> Iterator[Phase]:
         images = batch["image"]
@@ -144,6 +151,10 @@ class ALITStage2(PixelTask):
         loss, logs = self.objective.generator_terms(it.images, images, step, self.model.last_layer())
         loss = loss + self.opts.quantizer_weight * it.quantizer_loss
         logs["quantizer"] = it.quantizer_loss.detach()
+        if self.opts.code_weight > 0:
+            code_ce = F.cross_entropy(it.logits.float().flatten(0, 1), out.gt.flatten())
+            loss = loss + self.opts.code_weight * code_ce
+            logs["code_ce"] = code_ce.detach()
         logs["tokens"] = torch.tensor(float(it.num_tokens))
         yield Phase("model", loss, logs)
         yield from self.objective.discriminator_phase(images, it.images, step, modules)
