@@ -33,6 +33,8 @@ def test_demo_shows_the_models_it_is_given(tmp_path, capsys):
     assert main(["--out", str(tmp_path / "mine"), "--alit", str(tmp_path / "my_alit")]) == 0
     mine = capsys.readouterr().out
     assert f"{tmp_path / 'my_alit'}: " in mine and "alit_default: " not in mine
+    assert "the tokenizers given" in mine and "these defaults are small" not in mine
+    assert "these defaults are small" in shipped
     alit_line = re.compile(r"ALIT mean PSNR [\d.]+ dB at [\d.]+ tokens")
     assert alit_line.search(mine).group(0) == alit_line.search(shipped).group(0)
     assert (tmp_path / "mine" / "reconstructions.png").exists()

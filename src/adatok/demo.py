@@ -48,11 +48,13 @@ def main(argv=None) -> int:
 
     titok, alit = load(args.titok), load(args.alit)
     size = titok.image_size
-    print("adatok demo — the shipped default tokenizers")
-    print("note: these defaults are small 64 px models trained briefly on 59 photos (minutes on one GPU):")
-    print("reconstructions are blurry, keeping each photo's layout and colours, far from the papers' quality.")
-    print("The bundled photos are among their training photos; held-out numbers are in the model cards")
-    print("(adatok/weights/*/MODEL_CARD.md). Retrain: scripts/train_defaults.py.")
+    shipped = (args.titok, args.alit) == ("titok_default", "alit_default")
+    print("adatok demo — " + ("the shipped default tokenizers" if shipped else "the tokenizers given"))
+    if shipped:
+        print("note: these defaults are small 64 px models trained briefly on 59 photos (minutes on one GPU):")
+        print("reconstructions are blurry, keeping each photo's layout and colours, far from the papers' quality.")
+        print("The bundled photos are among their training photos; held-out numbers are in the model cards")
+        print("(adatok/weights/*/MODEL_CARD.md). Retrain: scripts/train_defaults.py.")
     for name, m in ((args.titok, titok), (args.alit, alit)):
         params = sum(x.numel() for x in m.parameters()) / 1e6
         print(f"  {name}: {params:.1f}M params, {m.config.quantizer_summary()}, {size}x{size} images")
