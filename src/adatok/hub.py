@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Optional
 
@@ -19,6 +17,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from .atomic import atomic_write_bytes, atomic_write_path
 from .config_utils import config_from_dict, config_to_dict, replace_config
 from .convert_utils import check_against_model
 from .errors import CheckpointError, ConfigError
@@ -38,20 +37,9 @@ def save(model: torch.nn.Module, path) -> Path:
     meta = {"format": FORMAT, "format_version": 1, "family": family.name, "config": config_to_dict(model.config)}
     text = json.dumps(meta, indent=2)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    _atomic_write(path / "model.safetensors", lambda f: save_file(state, f, metadata={"adatok": text}))
-    _atomic_write(path / "config.json", lambda f: Path(f).write_text(text + "\n"))
+    atomic_write_path(path / "model.safetensors", lambda tmp: save_file(state, str(tmp), metadata={"adatok": text}))
+    atomic_write_bytes(path / "config.json", (text + "\n").encode())
     return path
-
-
-def _atomic_write(target: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 # ------------------------------------------------------------------------------------ read

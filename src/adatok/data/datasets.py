@@ -42,6 +42,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from adatok.atomic import atomic_write
 from adatok.data.images import IMAGE_EXTENSIONS, read_image
 from adatok.data.transforms import ImageTransform
 from adatok.errors import AdatokError, ImageLoadError, InputError
@@ -586,25 +587,17 @@ def _shard_entries(source, labelled):
 
 
 def _write_one_shard(out_dir: Path, number: int, batch, first_key: int) -> Path:
-    final = out_dir / f"shard-{number:06d}.tar"
-    tmp = out_dir / f".{final.name}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            with tarfile.open(fileobj=f, mode="w", format=tarfile.PAX_FORMAT) as tar:
-                for i, (data, rel, label, class_name, ext) in enumerate(batch):
-                    key = f"{first_key + i:08d}"
-                    _add_member(tar, f"{key}.{ext}", data)
-                    if label is not None:
-                        _add_member(tar, f"{key}.cls", str(label).encode())
-                    meta = {"path": rel} if class_name is None else {"path": rel, "class": class_name}
-                    _add_member(tar, f"{key}.json", json.dumps(meta, ensure_ascii=False).encode())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return final
+    def write(f) -> None:
+        with tarfile.open(fileobj=f, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            for i, (data, rel, label, class_name, ext) in enumerate(batch):
+                key = f"{first_key + i:08d}"
+                _add_member(tar, f"{key}.{ext}", data)
+                if label is not None:
+                    _add_member(tar, f"{key}.cls", str(label).encode())
+                meta = {"path": rel} if class_name is None else {"path": rel, "class": class_name}
+                _add_member(tar, f"{key}.json", json.dumps(meta, ensure_ascii=False).encode())
+
+    return atomic_write(out_dir / f"shard-{number:06d}.tar", write)
 
 
 def _add_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:

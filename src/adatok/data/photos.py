@@ -35,6 +35,7 @@ from urllib.parse import unquote
 
 from PIL import Image
 
+from adatok.atomic import atomic_write_bytes
 from adatok.data.images import read_image
 from adatok.errors import AdatokError, ImageLoadError, InputError
 
@@ -363,7 +364,7 @@ def _copy_all(found: list[dict], dest: Path, splits: dict[str, str], notices: li
             except ImageLoadError as err:
                 notices.append(f"{item['source']}: {err} — skipped")
                 continue
-            _atomic_write(target, data)
+            atomic_write_bytes(target, data)
             copied += 1
         other = dest / ("heldout" if split == "train" else "train") / name
         other.unlink(missing_ok=True)  # the split changed (another heldout_every)
@@ -383,13 +384,6 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _atomic_write(target: Path, data: bytes) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, target)
-
-
 def _remove_stale(dest: Path, records: list[dict]) -> None:
     """Delete files an earlier run listed in its manifest that this run does not have."""
     try:
@@ -405,7 +399,7 @@ def _remove_stale(dest: Path, records: list[dict]) -> None:
 def _write_manifest(dest: Path, records: list[dict], heldout_every: int) -> None:
     manifest = {"created_by": "adatok.data.photos.assemble_photo_pool",
                 "heldout_every": heldout_every, "photos": records}
-    _atomic_write(dest / "manifest.json",
+    atomic_write_bytes(dest / "manifest.json",
                   (json.dumps(manifest, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
 
 
@@ -428,4 +422,4 @@ def _write_licenses(dest: Path, records: list[dict], notices: list[str]) -> None
         lines.append("| " + " | ".join(str(c).replace("|", "/") for c in cells) + " |")
     if notices:
         lines += ["", "Not included in this copy:", ""] + [f"- {n}" for n in notices]
-    _atomic_write(dest / "LICENSES.md", ("\n".join(lines) + "\n").encode("utf-8"))
+    atomic_write_bytes(dest / "LICENSES.md", ("\n".join(lines) + "\n").encode("utf-8"))

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ..atomic import atomic_write, atomic_write_path
 from ..errors import AdatokError, ConfigError
 
 TOKEN_SUFFIXES = (".safetensors", ".npz")
@@ -68,16 +69,12 @@ def write_token_file(path, ids: torch.Tensor, lengths: torch.Tensor, labels: tor
     tensors = {"ids": ids.to(small).contiguous(), "lengths": lengths.long().contiguous(),
                "labels": labels.long().contiguous(), "source": source.long().contiguous()}
     meta = {"kind": "tokens", "format_version": 1, **meta}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
-    if path.suffix == ".npz":
-        np.savez(tmp, **{k: v.numpy() for k, v in tensors.items()}, meta=np.array(json.dumps(meta)))
-    else:
-        from safetensors.torch import save_file
+    if path.suffix == ".npz":  # a file object: np.savez would add ".npz" to a temp file's name
+        arrays = {k: v.numpy() for k, v in tensors.items()}
+        return atomic_write(path, lambda f: np.savez(f, **arrays, meta=np.array(json.dumps(meta))))
+    from safetensors.torch import save_file
 
-        save_file(tensors, str(tmp), metadata={"adatok": json.dumps(meta)})
-    tmp.replace(path)
-    return path
+    return atomic_write_path(path, lambda tmp: save_file(tensors, str(tmp), metadata={"adatok": json.dumps(meta)}))
 
 
 def read_token_file(path) -> TokenFile:

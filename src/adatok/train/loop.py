@@ -20,7 +20,8 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from ..errors import AdatokError
 from . import distributed as D
-from .checkpoint import atomic_save, atomic_write_text, load_checkpoint, rng_state, set_rng_state
+from ..atomic import atomic_write_bytes
+from .checkpoint import atomic_save, load_checkpoint, rng_state, set_rng_state
 from .config import RunConfig, load_run_config
 from .data import build_eval_images, build_loader
 from .ema import EMA
@@ -167,7 +168,7 @@ class Trainer:
         import yaml
 
         text = yaml.safe_dump(self.cfg.to_dict(), sort_keys=False, default_flow_style=None, width=110)
-        atomic_write_text(self.out / "run.yaml", text)
+        atomic_write_bytes(self.out / "run.yaml", text.encode())
 
     def train_step(self, batches) -> dict:
         cfg, accum = self.cfg, self.cfg.train.grad_accum
