@@ -50,8 +50,7 @@ def train(stage: str, work: Path, pools: dict, extra: dict) -> subprocess.Popen:
     if stage in TEACHER_STAGES:
         cmd.append(f"teacher={shipped_run(work, 'vqgan')}")
     if stage == "alit_finetune":  # continues stage 1
-        previous = RUNS["alit"][RUNS["alit"].index(stage) - 1]
-        cmd.append(f"model={work / previous / 'model'}")
+        cmd.append(f"model={work / 'alit' / 'model'}")
     print("+", " ".join(cmd), flush=True)
     return subprocess.Popen(cmd)
 
