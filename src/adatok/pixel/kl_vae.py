@@ -283,7 +283,7 @@ class KLVAE(nn.Module):
 
     def encode(self, images: torch.Tensor, sample: bool = False, generator: Optional[torch.Generator] = None) -> Tokens:
         """Images -> ``Tokens`` (no ids; codes = scaled latents B x (h*w) x E; latents = mean | logvar)."""
-        check_images(images, self.image_size)
+        images = check_images(images, self.image_size, self)
         mean, logvar = self.posterior(images)
         z = DiagonalGaussian.draw(mean, logvar, sample, generator) * self.config.latent_scale
         lengths = torch.full((images.shape[0],), self.num_tokens, dtype=torch.long, device=images.device)

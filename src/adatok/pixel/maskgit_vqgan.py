@@ -283,7 +283,7 @@ class MaskGITVQGAN(nn.Module):
     def encode(self, images: torch.Tensor) -> Tokens:
         """The tokenizer API shared with TiTok: images -> ``Tokens`` (ids B x (h*w), row-major;
         codes and latents B x (h*w) x z)."""
-        check_images(images, self.image_size)
+        images = check_images(images, self.image_size, self)
         latents = self.encode_latents(images)
         ids, codes = self.quantize_latents(latents)
         lengths = torch.full((images.shape[0],), ids.shape[1], dtype=torch.long, device=ids.device)

@@ -163,7 +163,7 @@ class TiTok(nn.Module):
     def encode(self, images: torch.Tensor, sample: bool = False) -> Tokens:
         """Images -> tokens. For KL models ``sample=True`` draws from the posterior instead of
         returning its mean."""
-        check_images(images, self.image_size)
+        images = check_images(images, self.image_size, self)
         return self._encode(images, sample)[0]
 
     # ---------------------------------------------------------------- decode
