@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from adatok.errors import ConfigError
+from adatok.layers.norm import GroupNorm
 from adatok.pixel.layout import GN_GROUPS as _GN_GROUPS
 from adatok.pixel.layout import ConvLayout
 from adatok.quantizers.kl import DiagonalGaussian
@@ -82,7 +83,7 @@ class KLVAEConfig(ConvLayout):
 
 
 def _norm(channels: int) -> nn.GroupNorm:
-    return nn.GroupNorm(_GN_GROUPS, channels, eps=1e-6)
+    return GroupNorm(_GN_GROUPS, channels, eps=1e-6)  # precise in channels_last too (layers/norm.py)
 
 
 def _silu(x: torch.Tensor) -> torch.Tensor:

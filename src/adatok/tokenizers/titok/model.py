@@ -137,10 +137,8 @@ class TiTok(nn.Module):
             self.pixel_codebook = nn.Embedding(config.pixel.codebook_size, config.pixel.z_channels)
             self.pixel_decoder = PixelDecoder(config.pixel)
         self.apply(lambda m: _init_weights(m, config.init))
-        if config.decoder_head == "proxy":
-            # channels_last convolutions are 12-21% faster for this decoder on CPU (measured, 2
-            # threads) and are what cuDNN prefers for bf16; loading weights keeps this layout.
-            self.pixel_decoder.to(memory_format=torch.channels_last)
+        # The pixel decoder's memory format is chosen per call (pixel/maskgit_vqgan.py): NCHW for
+        # float32 on the CPU (precise), channels_last on GPUs and under autocast.
 
     @property
     def num_tokens(self) -> int:
