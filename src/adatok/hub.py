@@ -223,10 +223,9 @@ def _load_path(path: Path, preset_config, overrides: dict) -> torch.nn.Module:
         config = config_from_dict(family.config_cls, ours["config"])
     else:
         config = preset_config or family.config_from_official(official_cfg, state, source)
-        if preset_config is None:
-            overrides = _expand_heads(config, overrides)
-            _check_heads_known(config, family, official_cfg, overrides, source)
     overrides = _expand_heads(config, overrides)
+    if not ours and preset_config is None:
+        _check_heads_known(config, family, official_cfg, overrides, source)
     config = replace_config(config, **overrides) if overrides else config
     model = create_model(config)
     check_against_model(converted, model, source)

@@ -225,3 +225,22 @@ def test_overrides_after_flags_and_unknown_arguments(tmp_path, capsys, monkeypat
     with pytest.raises(SystemExit):  # key=value after flags only for commands that take overrides
         main(["models", "--help-me", "x=1"])
     assert train_cli  # imported for the patch target
+
+
+@pytest.mark.parametrize("argv", [
+    ["generate", "--generator", "maskgit_tiny", "--tokenizer", "titok_tiny", "--out", "OUT"],
+    ["data", "pretokenize", "SRC", "OUT", "--tokenizer", "titok_tiny"],
+    ["viz", "merges", "IMG", "--model", "imagepiece_deit_small", "--out", "OUT"],
+])
+def test_other_writers_check_their_output_first(argv, photos, tmp_path, capsys, monkeypatch):
+    import adatok.hub as hub
+
+    (tmp_path / "file").write_text("x")
+    out = str(tmp_path / "file" / "sub")  # its parent is a file
+    monkeypatch.setattr(hub, "load", lambda *a, **k: (_ for _ in ()).throw(AssertionError("loaded")))
+    _forbid_model_loading(monkeypatch)
+    monkeypatch.setattr("adatok.cli.viz.load_reduced", lambda *a, **k: (_ for _ in ()).throw(AssertionError))
+    argv = [{"OUT": out, "SRC": str(photos), "IMG": str(photos / "chelsea.jpg")}.get(a, a) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "is a file, not a folder" in err and "\n" not in err
