@@ -3,13 +3,11 @@ is parsed, a resume that changes what is trained is refused naming the differenc
 appends to an old log, loader-worker errors arrive as their one line."""
 
 import pytest
-import torch
 import yaml
 
 from adatok.cli.main import main
 from adatok.errors import AdatokError, ConfigError
 from adatok.train import load_run_config, run
-from adatok.train.data import one_line_worker_errors
 
 from .conftest import tiny_run
 
@@ -126,6 +124,8 @@ def test_corrupt_only_data_with_loader_workers_is_one_line(tmp_path):
 
 
 def test_worker_errors_that_are_not_ours_pass_through():
+    from adatok.train.data import one_line_worker_errors
+
     def batches(error):
         yield 1
         raise error
@@ -136,4 +136,3 @@ def test_worker_errors_that_are_not_ours_pass_through():
     assert next(it) == 1
     with pytest.raises(RuntimeError, match="Caught KeyError"):
         next(it)
-    assert torch  # (torch is imported for the loader)
