@@ -7,8 +7,12 @@ import torch
 from .errors import InputError
 
 
-def check_images(images, image_size: int) -> torch.Tensor:
+def check_images(images, image_size: int, model: torch.nn.Module | None = None) -> torch.Tensor:
     """Validate a ``B x 3 x H x W`` float batch in [0, 1] of the model's size; return it.
+
+    With ``model``, images of another float type than its weights' (float64 images into a float32
+    model) are converted to it (outside autocast), instead of failing in the first conv. An empty
+    batch (B = 0) passes: the model returns empty results.
 
     Costs one host sync (min/max/finite), once per call, never inside a loop.
     """
@@ -28,6 +32,10 @@ def check_images(images, image_size: int) -> torch.Tensor:
             f"this model takes {image_size}x{image_size} images, got {images.shape[-2]}x{images.shape[-1]}: "
             f"resize + center-crop first (adatok.data.load_image does)"
         )
+    if model is not None:
+        images = _as_weight_dtype(images, model)
+    if images.shape[0] == 0:
+        return images
     stats = torch.stack([images.isfinite().all().float(), images.amin().float(), images.amax().float()])
     finite, lo, hi = stats.tolist()
     if not finite:
@@ -41,6 +49,13 @@ def check_images(images, image_size: int) -> torch.Tensor:
             hint = ": clamp to [0, 1]"
         raise InputError(f"images must lie in [0, 1], got values in [{lo:.3g}, {hi:.3g}]{hint}")
     return images
+
+
+def _as_weight_dtype(images: torch.Tensor, model: torch.nn.Module) -> torch.Tensor:
+    weight = next((p for p in model.parameters() if p.is_floating_point()), None)
+    if weight is None or images.dtype == weight.dtype or torch.is_autocast_enabled(images.device.type):
+        return images
+    return images.to(weight.dtype)
 
 
 def check_ids(ids, num_tokens: int | None = None) -> torch.Tensor:

@@ -34,3 +34,8 @@ class ImageLoadError(AdatokError, OSError):
 
 class CheckpointError(AdatokError, RuntimeError):
     """A checkpoint is unreadable, truncated, or belongs to another model."""
+
+
+class OutputError(AdatokError, OSError):
+    """An output file or folder cannot be written (a folder where a file is wanted, read-only,
+    disk full). Raised before the work where it can be known then; nothing old is overwritten."""

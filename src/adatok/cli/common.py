@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import sys
+import tempfile
+from pathlib import Path
 
 import torch
 
 from ..data.images import iter_image_batches, list_image_files
-from ..errors import AdatokError, ConfigError
+from ..atomic import is_disk_full
+from ..errors import AdatokError, ConfigError, OutputError
 from ..hub import load
 
 
@@ -42,19 +47,29 @@ def autocast(args, device: torch.device):
 
 
 def image_batches(args, size: int):
-    """(number of files, generator of (paths, batch, errors)). Images are read lazily, one batch
-    at a time; bad files are reported on stderr as they come, once each, and skipped."""
-    paths = list_image_files(args.images)
-    if not paths:
-        raise AdatokError("no image files found in the given paths")
+    """(file paths, generator of (paths, batch, errors)). Images are read lazily, one batch
+    at a time; bad files (and missing inputs) are reported on stderr as they come, once each,
+    and skipped: a missing path among the arguments does not stop the others. When no input
+    at all can be listed, that is a usage error."""
+    missing: list = []
+    paths = list_image_files(args.images, errors=missing)
+    if not paths:  # nothing at all to do: a usage error (exit 2), not a skipped input
+        if not missing:
+            raise AdatokError("no image files found in the given paths")
+        more = f" (and {len(missing) - 1} more bad path(s))" if len(missing) > 1 else ""
+        raise AdatokError(f"{missing[0]}{more}")
 
     def batches():
+        if missing:
+            for err in missing:
+                print(f"adatok: skipped {err}", file=sys.stderr)
+            yield [], None, missing
         for ok, batch, errors in iter_image_batches(paths, size, args.batch_size, on_error="skip"):
             for err in errors:
                 print(f"adatok: skipped {err}", file=sys.stderr)
             yield ok, batch, errors
 
-    return len(paths), batches()
+    return paths, batches()
 
 
 class ReadableBatches:
@@ -62,7 +77,8 @@ class ReadableBatches:
     (once each), counted in ``failed``, and drive the progress bar like the good ones."""
 
     def __init__(self, args, size: int, desc: str):
-        self.total, self._batches = image_batches(args, size)
+        self.paths, self._batches = image_batches(args, size)
+        self.total = len(self.paths)
         self.desc = desc
         self.failed = 0
 
@@ -83,3 +99,46 @@ def progress(total: int, desc: str):
 
     # Only draw a bar for long runs and interactive terminals.
     return tqdm(total=total, desc=desc, unit="img", disable=total < 16 or not sys.stderr.isatty())
+
+
+def check_output_file(path, flag: str = "--out") -> Path:
+    """Fail before any work (model loading, encoding) if ``path`` cannot be written as a file:
+    a folder there, a file where a parent folder should be, no permission, a full disk."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{flag} {path}: is a folder; give a file name, e.g. {path / 'out'}{path.suffix or ''}")
+    _probe_folder(path.parent, flag, path)
+    return path
+
+
+def check_output_dir(path, flag: str = "--out") -> Path:
+    """As :func:`check_output_file`, for an output folder (created if missing)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{flag} {path}: is a file, not a folder; give a folder name")
+    _probe_folder(path, flag, path)
+    return path
+
+
+def _probe_folder(folder: Path, flag: str, shown: Path) -> None:
+    """Create ``folder`` if needed and write (then delete) a small hidden file in it."""
+    for parent in [folder, *folder.parents]:
+        if parent.exists():
+            if not parent.is_dir():
+                raise OutputError(f"{flag} {shown}: {parent} is a file, not a folder; pick another output path")
+            break
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".adatok-probe.", suffix=".tmp") as f:
+            f.write(b"\0" * 4096)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        if is_disk_full(e):
+            raise OutputError(f"{flag} {shown}: disk full (no space left on device); free some space and "
+                              "run again") from None
+        if isinstance(e, PermissionError) or e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise OutputError(f"{flag} {shown}: cannot write to {folder} (permission denied or read-only); "
+                              "pick another output path") from None
+        raise OutputError(f"{flag} {shown}: cannot write to {folder} ({e.strerror or e}); pick another "
+                          "output path") from None

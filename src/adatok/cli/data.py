@@ -128,9 +128,10 @@ def _run_pretokenize(args) -> int:
     import torch
 
     from ..data.tokens import pretokenize
-    from .common import load_model
+    from .common import check_output_file, load_model
 
     args.model = args.tokenizer
+    check_output_file(args.out, "OUT")
     tokenizer = load_model(args)
     s = pretokenize(args.src, args.out, tokenizer, tokenizer_name=args.tokenizer, weights=args.weights or "",
                     labelled=args.labelled, views=args.views, flip=args.flip, batch_size=args.batch_size,

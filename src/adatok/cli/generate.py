@@ -64,6 +64,7 @@ def run(args) -> int:
     from ..generators import MaskGIT, SamplingConfig, check_pair, generate_images
     from ..generators.config import check_sampling
     from ..hub import load
+    from .common import check_output_dir
 
     # -- every check before any work ----------------------------------------------------------
     classes = parse_classes(args.classes)
@@ -74,6 +75,7 @@ def run(args) -> int:
     check_sampling(sampling.get("steps", defaults.steps), sampling.get("schedule", defaults.schedule),
                    sampling.get("guidance", 0.0), sampling.get("temperature", 0.0))
     device = _device(args.device)
+    check_output_dir(args.out)
     generator = load(args.generator, weights=args.generator_weights, device=device)
     if not isinstance(generator, MaskGIT):
         raise ConfigError(f"--generator {args.generator}: a {type(generator).__name__}, not a MaskGIT generator")

@@ -26,7 +26,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    _tolerant_output()
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        # `adatok train R --resume train.steps=50`: key=value overrides may come after the flags
+        if hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
+            args.overrides = list(args.overrides) + extra
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return int(args.func(args) or 0)
     except AdatokError as e:
@@ -40,3 +48,16 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"adatok: internal error: {type(e).__name__}: {e} (set ADATOK_DEBUG=1 for the traceback)", file=sys.stderr)
         return 1
+
+
+def _tolerant_output() -> None:
+    """File names that are not valid in the terminal's encoding (a Latin-1 name on a UTF-8 system
+    reaches Python as surrogates) must not crash a run half-way when printed: such characters
+    are written as backslash escapes instead."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None and getattr(stream, "errors", "strict") == "strict":
+            try:
+                reconfigure(errors="backslashreplace")
+            except (ValueError, OSError):  # a closed or detached stream: leave it
+                pass

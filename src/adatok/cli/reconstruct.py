@@ -9,14 +9,15 @@ import torch
 from ..data.images import make_strip, save_image
 from ..eval.metrics import psnr
 from .adaptive import add_adaptive_args, check_adaptive_args, select
-from .common import ReadableBatches, add_model_args, autocast, load_model
+from .common import ReadableBatches, add_model_args, autocast, check_output_dir, load_model
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("reconstruct", help="encode and decode images; write PNGs and print PSNR")
     p.add_argument("images", nargs="+", help="image files or folders (searched recursively)")
     add_model_args(p)
-    p.add_argument("--out", required=True, help="output folder for <name>_recon.png files")
+    p.add_argument("--out", required=True, help="output folder for <name>_recon.png files (inputs with the same "
+                   "name, e.g. a/cat.jpg and b/cat.png, get <name>_2, <name>_3, ...)")
     add_adaptive_args(p)
     p.add_argument("--all-lengths", action="store_true",
                    help="also write <name>_lengths.png: the image at every token count (ALIT: 32, 64, ..., 256)")
@@ -24,23 +25,24 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    out = check_output_dir(args.out)
     model = load_model(args)
     check_adaptive_args(args, model)
     device = next(model.parameters()).device
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     scores = []
     batches = ReadableBatches(args, model.image_size, "reconstruct")
+    names = _NameQueue(batches.paths)
     with torch.inference_mode(), autocast(args, device):
         for paths, batch in batches:
+            stems = [names.take(p) for p in paths]
             batch = batch.to(device)
             tokens, recon = select(model, batch, args, return_images=True)
             recon = recon.float()
             if args.all_lengths:
-                _write_length_strips(model, batch, paths, out, args.seed)
+                _write_length_strips(model, batch, stems, out, args.seed)
             values = psnr(recon, batch.float()).tolist()
-            for path, image, value, length in zip(paths, recon, values, tokens.lengths.tolist()):
-                target = out / f"{Path(path).stem}_recon.png"
+            for path, stem, image, value, length in zip(paths, stems, recon, values, tokens.lengths.tolist()):
+                target = out / f"{stem}_recon.png"
                 save_image(image, target)
                 scores.append(value)
                 print(f"{path}\t{length} tokens\tPSNR {value:.2f} dB\t-> {target}")
@@ -53,11 +55,45 @@ def run(args) -> int:
     return 1 if failed or not scores else 0
 
 
-def _write_length_strips(model, batch, paths, out: Path, seed: int) -> None:
+def output_names(paths) -> list[str]:
+    """One output stem per input, unique within the run: the file's stem, and for inputs whose
+    stems collide (``a/cat.jpg b/cat.jpg``, ``cat.jpg cat.png``) ``cat``, ``cat_2``, ``cat_3``, ...
+    in input order — so no reconstruction overwrites another."""
+    taken = {Path(p).stem for p in paths}
+    seen: dict[str, int] = {}
+    names = []
+    for p in paths:
+        stem = Path(p).stem
+        n = seen.get(stem, 0) + 1
+        seen[stem] = n
+        name = stem if n == 1 else f"{stem}_{n}"
+        while n > 1 and name in taken:  # a real "cat_2.jpg" keeps its own name
+            n += 1
+            seen[stem] = n
+            name = f"{stem}_{n}"
+        taken.add(name)
+        names.append(name)
+    return names
+
+
+class _NameQueue:
+    """The output stems of the run's files, handed out as the files come (in order; a file given
+    twice gets both of its names, one each time)."""
+
+    def __init__(self, paths):
+        self._names: dict[str, list[str]] = {}
+        for path, name in zip(paths, output_names(paths)):
+            self._names.setdefault(str(path), []).append(name)
+
+    def take(self, path) -> str:
+        return self._names[str(path)].pop(0)
+
+
+def _write_length_strips(model, batch, names, out: Path, seed: int) -> None:
     """original | reconstruction at each token count, one PNG per image."""
     generator = torch.Generator(batch.device).manual_seed(seed)
     rollout = model.rollout(batch, pixels="all", generator=generator)
-    for b, path in enumerate(paths):
+    for b, name in enumerate(names):
         images = [batch[b].float()] + [it.images[b].float().clamp(0, 1) for it in rollout.iterations]
         labels = ["original"] + [f"{it.num_tokens} tokens" for it in rollout.iterations]
-        save_image(make_strip(images, labels), out / f"{Path(path).stem}_lengths.png")
+        save_image(make_strip(images, labels), out / f"{name}_lengths.png")

@@ -11,7 +11,8 @@ from safetensors.torch import save_file
 
 from ..errors import ConfigError
 from .adaptive import add_adaptive_args, check_adaptive_args, select
-from .common import ReadableBatches, add_model_args, autocast, load_model
+from ..atomic import atomic_write, atomic_write_path
+from .common import ReadableBatches, add_model_args, autocast, check_output_file, load_model
 
 
 def add_parser(sub) -> None:
@@ -28,6 +29,7 @@ def run(args) -> int:
     out = Path(args.out)
     if out.suffix not in (".safetensors", ".npz"):
         raise ConfigError(f"--out {out}: use a .safetensors or .npz file name")
+    check_output_file(out)  # before loading the model: a bad --out must not cost the whole run
     model = load_model(args)
     check_adaptive_args(args, model)
     device = next(model.parameters()).device
@@ -48,11 +50,13 @@ def run(args) -> int:
     tensors = {"lengths": torch.cat(lengths)}
     tensors["ids" if ids else "codes"] = torch.cat(ids or codes)
     meta = {"model": str(args.model), "paths": names, "num_tokens": int(tensors["lengths"].max())}
-    out.parent.mkdir(parents=True, exist_ok=True)
+    # written whole or not at all: a full disk leaves an earlier file of that name as it was
     if out.suffix == ".npz":
-        np.savez(out, **{k: v.numpy() for k, v in tensors.items()}, paths=np.array(names), model=str(args.model))
+        arrays = {k: v.numpy() for k, v in tensors.items()}
+        atomic_write(out, lambda f: np.savez(f, **arrays, paths=np.array(names), model=str(args.model)))
     else:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(out), metadata={"adatok": json.dumps(meta)})
+        state = {k: v.contiguous() for k, v in tensors.items()}
+        atomic_write_path(out, lambda tmp: save_file(state, str(tmp), metadata={"adatok": json.dumps(meta)}))
     for name, length in zip(names, tensors["lengths"].tolist()):
         print(f"{name}\t{length} tokens")
     print(f"wrote {len(names)} image(s) to {out}" + (f"; {failed} file(s) skipped" if failed else ""))

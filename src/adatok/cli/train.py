@@ -15,6 +15,9 @@ def add_parser(sub) -> None:
     p.add_argument("config", help="recipe file (configs/*.yaml)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="recipe overrides")
     p.add_argument("--resume", action="store_true", help="continue the run in OUT/checkpoints/latest.pt exactly")
+    p.add_argument("--allow-changes", action="store_true",
+                   help="with --resume: continue even though the recipe differs from the checkpoint's (model, "
+                        "batch size, lr, ...); without it such a resume is refused, naming what differs")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.set_defaults(func=run)
 
@@ -23,6 +26,11 @@ def run(args) -> int:
     from ..train import run as train_run
 
     logging.basicConfig(level=logging.INFO, format="adatok: %(message)s")
-    path = train_run(args.config, args.overrides, resume=args.resume, device=args.device)
+    if args.allow_changes and not args.resume:
+        from ..errors import ConfigError
+
+        raise ConfigError("--allow-changes only applies with --resume")
+    path = train_run(args.config, args.overrides, resume=args.resume, device=args.device,
+                     allow_changes=args.allow_changes)
     print(f"done: model saved to {path}")
     return 0

@@ -9,6 +9,7 @@ import torch
 from ..data.images import load_image, save_image
 from ..errors import ConfigError
 from .classify import add_reduction_args, load_reduced, normalise
+from .common import check_output_file
 
 
 def add_parser(sub) -> None:
@@ -28,6 +29,7 @@ def run_merges(args) -> int:
     from .. import reduction as R
     from ..viz import merge_figure
 
+    check_output_file(args.out)
     clf, model, device = load_reduced(args, trace=True)
     if not R.is_patched(model):
         if args.reduction is None:

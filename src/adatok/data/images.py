@@ -26,7 +26,9 @@ the file, what was wrong, and what to do.
 
 from __future__ import annotations
 
+import errno
 import io
+import os
 import re
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
@@ -167,7 +169,8 @@ def _iter_batches(paths, size, batch_size, on_error):
         yield _pack(held, size)
 
 
-def list_image_files(inputs: str | Path | Iterable[str | Path]) -> list[Path]:
+def list_image_files(inputs: str | Path | Iterable[str | Path],
+                     errors: list | None = None) -> list[Path]:
     """Expand files and directories into a list of image files.
 
     Directories are searched recursively for files whose suffix is in
@@ -175,27 +178,66 @@ def list_image_files(inputs: str | Path | Iterable[str | Path]) -> list[Path]:
     kept as given, whatever their suffix: if they are not images, loading says so clearly.
 
     Raises:
-        ImageLoadError: an input does not exist, or a directory holds no image files.
+        ImageLoadError: an input does not exist (or is a dangling symlink or a symlink loop), or
+            a directory holds no image files. With ``errors`` (a list), such inputs are appended
+            to it instead and the others are kept: one bad argument does not stop a run.
+            Image-named entries inside a directory that are broken links or loops are reported
+            the same way.
     """
     if isinstance(inputs, (str, Path)):
         inputs = [inputs]
     files: list[Path] = []
     for item in inputs:
         path = Path(item)
-        if path.is_dir():
-            found = sorted(
-                p for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
-            )
-            if not found:
-                exts = " ".join(sorted(IMAGE_EXTENSIONS))
-                raise ImageLoadError(path, "directory contains no image files",
-                                     f"expected files ending in one of: {exts}")
-            files.extend(found)
-        elif path.exists():
-            files.append(path)
-        else:
-            raise ImageLoadError(path, "no such file or directory", "check the path")
+        try:
+            found = _expand(path, errors)
+        except ImageLoadError as err:
+            if errors is None:
+                raise
+            errors.append(err)
+            continue
+        files.extend(found)
     return files
+
+
+def _expand(path: Path, errors: list | None) -> list[Path]:
+    problem = _unreachable(path)
+    if problem:
+        raise ImageLoadError(path, problem, "check the path")
+    if not path.is_dir():
+        return [path]
+    found, broken = [], []
+    for p in path.rglob("*"):
+        if p.suffix.lower() not in IMAGE_EXTENSIONS:
+            continue
+        if p.is_file():
+            found.append(p)
+        elif p.is_symlink() and _unreachable(p):
+            broken.append(p)
+    if errors is not None:
+        errors.extend(ImageLoadError(p, _unreachable(p), "fix or remove the link") for p in sorted(broken))
+    if not found and not broken:
+        exts = " ".join(sorted(IMAGE_EXTENSIONS))
+        raise ImageLoadError(path, "directory contains no image files",
+                             f"expected files ending in one of: {exts}")
+    return sorted(found)
+
+
+def _unreachable(path: Path) -> str:
+    """"" when ``path`` can be stat'ed, else why not (missing, a dangling link, a link loop)."""
+    try:
+        path.stat()
+        return ""
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return "symbolic link loop (the link points back to itself)"
+        if path.is_symlink():
+            return f"broken symbolic link (it points to {os.readlink(path)}, which does not exist)"
+        if err.errno == errno.ENOTDIR:
+            return "no such file or directory (a part of the path is a file)"
+        if err.errno in (errno.EACCES, errno.EPERM):
+            return "permission denied"
+        return "no such file or directory"
 
 
 def _load_into(path, size, on_error, ok, tensors, errors) -> None:

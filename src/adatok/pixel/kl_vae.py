@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from adatok.errors import ConfigError
+from adatok.layers.norm import GroupNorm
 from adatok.pixel.layout import GN_GROUPS as _GN_GROUPS
 from adatok.pixel.layout import ConvLayout
 from adatok.quantizers.kl import DiagonalGaussian
@@ -84,7 +85,7 @@ class KLVAEConfig(ConvLayout):
 
 
 def _norm(channels: int) -> nn.GroupNorm:
-    return nn.GroupNorm(_GN_GROUPS, channels, eps=1e-6)
+    return GroupNorm(_GN_GROUPS, channels, eps=1e-6)  # precise in channels_last too (layers/norm.py)
 
 
 def _silu(x: torch.Tensor) -> torch.Tensor:
@@ -289,7 +290,7 @@ class KLVAE(Tokenizer):
 
     def encode(self, images: torch.Tensor, sample: bool = False, generator: Optional[torch.Generator] = None) -> Tokens:
         """Images -> ``Tokens`` (no ids; codes = scaled latents B x (h*w) x E; latents = mean | logvar)."""
-        check_images(images, self.image_size)
+        images = check_images(images, self.image_size, self)
         mean, logvar = self.posterior(images)
         z = DiagonalGaussian.draw(mean, logvar, sample, generator) * self.config.latent_scale
         lengths = torch.full((images.shape[0],), self.num_tokens, dtype=torch.long, device=images.device)

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from adatok.errors import ConfigError, InputError
+from adatok.layers.norm import GroupNorm
 from adatok.pixel.layout import ConvLayout
 from adatok.checks import check_full_lengths, check_images
 from adatok.interface import Tokenizer
@@ -85,7 +86,8 @@ class Conv2dSame(nn.Conv2d):
 
 
 def _norm(channels: int, groups: int) -> nn.GroupNorm:
-    return nn.GroupNorm(groups, channels, eps=1e-6)  # official eps is 1e-6, not PyTorch's 1e-5
+    # precise for channels_last activations on the CPU (layers/norm.py); official eps 1e-6, not 1e-5
+    return GroupNorm(groups, channels, eps=1e-6)
 
 
 def _silu(x: torch.Tensor) -> torch.Tensor:
@@ -94,10 +96,16 @@ def _silu(x: torch.Tensor) -> torch.Tensor:
 
 
 def _like_weight(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """Give x the memory format of the module (NCHW, or channels_last after ``.to(memory_format=...)``)."""
-    if weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous():
-        return x.contiguous(memory_format=torch.channels_last)
-    return x.contiguous()
+    """The memory format the convolutions run in: channels_last on GPUs, under autocast and for
+    half-precision inputs (faster, and cuDNN's choice for bf16), and whenever the module itself was
+    converted with ``.to(memory_format=torch.channels_last)``; NCHW for float32 on the CPU, where
+    oneDNN's channels_last convolutions are ~5x and PyTorch's channels_last GroupNorm ~10x less
+    precise against float64 (128 channels, inputs of mean/std 4), for the 12-21 % they gain; the
+    error grows with the activations' mean and near-tie codes flip (``benchmarks/float32_precision.py``
+    measures the whole model per memory format)."""
+    fast = (weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()) or \
+        x.device.type != "cpu" or x.dtype != torch.float32 or torch.is_autocast_enabled(x.device.type)
+    return x.contiguous(memory_format=torch.channels_last) if fast else x.contiguous()
 
 
 class ResnetBlock(nn.Module):
@@ -242,9 +250,8 @@ class MaskGITVQGAN(Tokenizer):
         self.decoder = PixelDecoder(config)
         self.quantize = nn.Module()  # holder so the key is "quantize.embedding.weight"
         self.quantize.embedding = nn.Embedding(config.codebook_size, config.z_channels)
-        # channels_last convolutions: 12-21% faster on CPU (measured), preferred by cuDNN in bf16.
-        self.encoder.to(memory_format=torch.channels_last)
-        self.decoder.to(memory_format=torch.channels_last)
+        # Weights stay NCHW: float32 on the CPU runs in NCHW for precision, other cases switch
+        # the activations to channels_last per call (``_like_weight``).
 
     @property
     def codebook(self) -> torch.Tensor:
@@ -288,7 +295,7 @@ class MaskGITVQGAN(Tokenizer):
     def encode(self, images: torch.Tensor) -> Tokens:
         """The tokenizer API shared with TiTok: images -> ``Tokens`` (ids B x (h*w), row-major;
         codes and latents B x (h*w) x z)."""
-        check_images(images, self.image_size)
+        images = check_images(images, self.image_size, self)
         latents = self.encode_latents(images)
         ids, codes = self.quantize_latents(latents)
         lengths = torch.full((images.shape[0],), ids.shape[1], dtype=torch.long, device=ids.device)

@@ -75,23 +75,106 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self):
-        t = self.train
-        checks = [
-            (t.steps >= 1, f"train.steps must be >= 1, got {t.steps}"),
-            (t.batch_size >= 1, f"train.batch_size must be >= 1, got {t.batch_size}"),
-            (t.grad_accum >= 1, f"train.grad_accum must be >= 1, got {t.grad_accum}"),
-            (t.precision in ("auto", "fp32", "bf16", "fp16"), f"train.precision {t.precision!r}: use auto|fp32|bf16|fp16"),
-            (t.nan_policy in ("skip", "stop"), f"train.nan_policy {t.nan_policy!r}: use skip|stop"),
-            (0 <= t.ema_decay < 1, f"train.ema_decay must be in [0, 1), got {t.ema_decay}"),
-            (self.data.format in ("auto", "folder", "imagefolder", "shards"), f"data.format {self.data.format!r}"),
-            (self.optim.schedule in ("cosine", "constant"), f"optim.schedule {self.optim.schedule!r}: cosine|constant"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
+        validate(self)
 
     def to_dict(self) -> dict:
         return config_to_dict(self)
+
+
+# ---------------------------------------------------------------------------------- validation
+# Every field is checked when the recipe is parsed, so a bad value fails before any model is
+# built (not after step 1, as ``train.ckpt_every=0`` did). Ranges: name -> (test, what it must be).
+_POSITIVE, _NON_NEGATIVE = (lambda v: v >= 1, ">= 1"), (lambda v: v >= 0, ">= 0")
+_RANGES = {
+    "data.image_size": _POSITIVE,
+    "data.crop": (lambda v: v in ("random", "center", "random_resized"), "random|center|random_resized"),
+    "data.scale": (lambda v: len(v) == 2 and 0 < v[0] <= v[1] <= 1, "two area fractions 0 < min <= max <= 1"),
+    "data.workers": _NON_NEGATIVE,
+    "data.repeat": _POSITIVE,
+    "data.num_samples": _NON_NEGATIVE,
+    "data.format": (lambda v: v in ("auto", "folder", "imagefolder", "shards"), "auto|folder|imagefolder|shards"),
+    "optim.lr": (lambda v: v >= 0, ">= 0"),
+    "optim.betas": (lambda v: len(v) == 2 and all(0 <= b < 1 for b in v), "two numbers in [0, 1), e.g. [0.9, 0.99]"),
+    "optim.weight_decay": _NON_NEGATIVE,
+    "optim.eps": (lambda v: v > 0, "> 0"),
+    "optim.warmup_steps": _NON_NEGATIVE,
+    "optim.end_lr": _NON_NEGATIVE,
+    "optim.schedule": (lambda v: v in ("cosine", "constant"), "cosine|constant"),
+    "train.steps": _POSITIVE,
+    "train.batch_size": _POSITIVE,
+    "train.grad_accum": _POSITIVE,
+    "train.clip_grad": (lambda v: v >= 0, ">= 0 (0 = off)"),
+    "train.ema_decay": (lambda v: 0 <= v < 1, "in [0, 1) (0 = no EMA)"),
+    "train.precision": (lambda v: v in ("auto", "fp32", "bf16", "fp16"), "auto|fp32|bf16|fp16"),
+    "train.log_every": _POSITIVE,
+    "train.ckpt_every": _POSITIVE,
+    "train.sample_every": (lambda v: v >= 0, ">= 0 (0 = no sample grids)"),
+    "train.nan_policy": (lambda v: v in ("skip", "stop"), "skip|stop"),
+    "train.max_nan_skips": _NON_NEGATIVE,
+}
+_SECTIONS = {"data": DataConfig, "optim": OptimConfig, "disc_optim": OptimConfig, "train": TrainConfig}
+
+
+def validate(cfg: "RunConfig") -> None:
+    """Types and ranges of every field of a run config; a ``ConfigError`` naming the first bad one."""
+    for name, cls in _SECTIONS.items():
+        section = getattr(cfg, name)
+        if not isinstance(section, cls):
+            hint = f" — did you mean {name}.train={section}?" if name == "data" and isinstance(section, str) else ""
+            raise ConfigError(f"{name}: expected a mapping of {name}.* fields (e.g. {name}.{dataclass_fields(cls)[0]}=...), "
+                              f"got {section!r}{hint}")
+        _check_fields(section, name)
+        for key, (test, want) in _RANGES.items():
+            prefix, _, field_name = key.partition(".")
+            if prefix == ("optim" if name == "disc_optim" else name):
+                value = getattr(section, field_name)
+                if not test(value):
+                    raise ConfigError(f"{name}.{field_name} must be {want}, got {value!r}")
+    _check_fields(cfg, "", skip=set(_SECTIONS))
+
+
+def dataclass_fields(cls) -> list[str]:
+    import dataclasses
+
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def _check_fields(obj, prefix: str, skip: set = frozenset()) -> None:
+    import dataclasses
+    import math
+    import typing
+
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        if f.name in skip:
+            continue
+        hint, value = hints[f.name], getattr(obj, f.name)
+        where = f"{prefix}.{f.name}" if prefix else f.name
+        if hint is str and value is None:  # an empty YAML value: the field's "unset"
+            object.__setattr__(obj, f.name, "")
+            continue
+        if hint is int and isinstance(value, float) and value.is_integer():  # 1e3 from key=value
+            value = int(value)
+            object.__setattr__(obj, f.name, value)
+        if hint is bool:
+            ok, want = isinstance(value, bool), "true or false"
+        elif hint is int:
+            ok, want = isinstance(value, int) and not isinstance(value, bool), "an integer"
+        elif hint is float:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            want = "a number"
+        elif hint is str:
+            ok, want = isinstance(value, str), "a string"
+        elif hint is dict:
+            ok, want = isinstance(value, dict), "a mapping"
+        elif hint is tuple:
+            ok = isinstance(value, tuple) and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
+            want = "a list of numbers, e.g. [0.9, 0.99]"
+        else:
+            continue
+        if not ok:
+            raise ConfigError(f"{where}: expected {want}, got {value!r}")
 
 
 @functools.lru_cache(maxsize=None)

@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..data.sampler import ResumableBatchSampler
-from ..errors import ConfigError
+from ..errors import AdatokError, ConfigError
 from .config import RunConfig
 from .distributed import DistInfo
 
@@ -66,3 +66,32 @@ def build_eval_images(cfg: RunConfig, labelled: bool) -> torch.Tensor | None:
     dataset = build_dataset(cfg.data.heldout or cfg.data.train, cfg.data, labelled=False, train=False)
     n = min(cfg.data.num_samples, len(dataset))
     return torch.stack([dataset[i]["image"] for i in range(n)])
+
+
+def one_line_worker_errors(batches):
+    """Iterate a DataLoader's batches; an adatok error raised in a loader worker process (e.g.
+    "none of its N images could be read") reaches the caller as that error's one line, not as
+    DataLoader's "Caught ... in DataLoader worker process 0" with the worker's traceback."""
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except Exception as e:
+            message = _worker_error_line(e)
+            if message is None:
+                raise
+            raise AdatokError(message) from None
+        yield batch
+
+
+def _worker_error_line(error: Exception) -> str | None:
+    """The original one-line message of an adatok error re-raised from a worker, else None."""
+    text = str(error)
+    if "DataLoader worker process" not in text.split("\n", 1)[0]:
+        return None
+    for line in reversed(text.strip().splitlines()):
+        head, sep, message = line.partition(": ")
+        if sep and head.startswith("adatok.") and head.endswith("Error") and " " not in head:
+            return message.strip()
+    return None

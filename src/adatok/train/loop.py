@@ -23,7 +23,7 @@ from . import distributed as D
 from ..atomic import atomic_write_bytes
 from .checkpoint import atomic_save, load_checkpoint, rng_state, set_rng_state
 from .config import RunConfig, load_run_config
-from .data import build_eval_images, build_loader
+from .data import build_eval_images, build_loader, one_line_worker_errors
 from .ema import EMA
 from .logger import RunLogger
 from .schedule import make_scheduler
@@ -42,12 +42,17 @@ def precision_dtype(precision: str, device: torch.device):
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
-def run(config, overrides=(), resume: bool = False, device: str | None = None) -> Path:
-    """Train as the recipe says; returns the folder of the exported model (``OUT/model``)."""
+def run(config, overrides=(), resume: bool = False, device: str | None = None,
+        allow_changes: bool = False) -> Path:
+    """Train as the recipe says; returns the folder of the exported model (``OUT/model``).
+
+    ``resume=True`` refuses a recipe that differs from the checkpoint's in anything but the
+    fields in ``RESUME_FREE`` (the number of steps, logging, ...), naming what differs, unless
+    ``allow_changes=True``."""
     cfg: RunConfig = config if isinstance(config, RunConfig) else load_run_config(config, overrides)
     info = D.setup(device)
     try:
-        return Trainer(cfg, info).fit(resume)
+        return Trainer(cfg, info).fit(resume, allow_changes=allow_changes)
     finally:
         D.teardown()
 
@@ -99,17 +104,28 @@ class Trainer:
             atomic_save({**self.state(), "rng": rngs}, self.ckpt_path)
         D.barrier(self.info)
 
-    def load_checkpoint(self) -> None:
+    def load_checkpoint(self, allow_changes: bool = False) -> None:
         state = load_checkpoint(self.ckpt_path)
         if state["world_size"] != self.info.world_size:
             raise TrainingError(
                 f"{self.ckpt_path}: saved by {state['world_size']} process(es), resumed on {self.info.world_size}; "
                 "resume with the same number of processes"
             )
-        for k, m in self.task.state_modules().items():
-            m.load_state_dict(state["modules"][k])
-        if self.ema:
-            self.ema.load_state_dict(state["ema"])
+        changed = recipe_changes(state.get("config") or {}, self.cfg.to_dict())
+        if changed and not allow_changes:
+            raise TrainingError(
+                f"{self.ckpt_path}: the recipe differs from the one this run was started with: {'; '.join(changed)} "
+                f"— resume with the run's own settings ({self.out / 'run.yaml'}), or pass --allow-changes to "
+                "continue with the new ones (the run is then no longer an exact continuation)")
+        try:
+            for k, m in self.task.state_modules().items():
+                m.load_state_dict(state["modules"][k])
+            if self.ema:
+                self.ema.load_state_dict(state["ema"])
+        except (RuntimeError, KeyError, TypeError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise TrainingError(f"{self.ckpt_path}: its weights do not fit this run's model ({first[:300]}); "
+                                "resume with the model= the run was started with") from None
         for k, o in self.optimizers.items():
             o.load_state_dict(state["optimizers"][k])
         for k, s in self.schedulers.items():
@@ -119,12 +135,16 @@ class Trainer:
         set_rng_state(state["rng"][self.info.rank])
 
     # ------------------------------------------------------------------ loop
-    def fit(self, resume: bool) -> Path:
+    def fit(self, resume: bool, allow_changes: bool = False) -> Path:
         cfg, info = self.cfg, self.info
         if resume:
-            self.load_checkpoint()
+            self.load_checkpoint(allow_changes)
         elif info.is_main and self.ckpt_path.exists():
             raise TrainingError(f"{self.out} already holds a run: pass --resume to continue it, or another out=")
+        elif info.is_main and _non_empty(self.out / "log.csv"):
+            # A fresh run never appends to another run's log (that run left no checkpoint to resume).
+            raise TrainingError(f"{self.out / 'log.csv'}: {self.out} holds the log of an earlier run that left no "
+                                "checkpoint; delete that folder (or move it away) or use another out=")
         logger = RunLogger(self.out, info.is_main, cfg.train.tensorboard)
         if info.is_main:
             self.write_run_config()
@@ -136,7 +156,7 @@ class Trainer:
         # out of the training stream, or a resumed run would consume one more number than an
         # uninterrupted one (tasks that sample in the step, e.g. ALIT's halting, would diverge).
         rng = torch.get_rng_state()
-        batches = iter(loader)
+        batches = one_line_worker_errors(iter(loader))
         torch.set_rng_state(rng)
         bar = _progress(cfg.train.steps, self.step, info.is_main)
         window_start, window_images = time.perf_counter(), 0
@@ -247,6 +267,45 @@ class Trainer:
             self.task.save_export(model, path)
         D.barrier(self.info)
         return path
+
+
+#: Recipe fields a resumed run may change without --allow-changes: they do not change what is
+#: trained (more steps extend the schedule; the rest is logging and I/O).
+RESUME_FREE = frozenset({
+    "out", "train.steps", "train.log_every", "train.ckpt_every", "train.sample_every", "train.tensorboard",
+    "train.max_nan_skips", "train.nan_policy", "data.workers", "data.cache", "data.heldout", "data.num_samples",
+})
+
+
+def recipe_changes(saved: dict, now: dict) -> list[str]:
+    """``"key: saved -> now"`` for each recipe field that differs, outside ``RESUME_FREE``. Fields
+    the saved recipe does not have (added to adatok later) are not compared."""
+    old, new = _flatten(saved), _flatten(now)
+    keys = sorted(k for k in set(old) | set(new) if k not in RESUME_FREE and k in old)
+    return [f"{k}={_show(old[k])} -> {_show(new.get(k, '(unset)'))}" for k in keys if old[k] != new.get(k, object())]
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = list(v) if isinstance(v, tuple) else v
+    return out
+
+
+def _show(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _non_empty(path: Path) -> bool:
+    try:
+        return path.stat().st_size > 0
+    except OSError:
+        return False
 
 
 def _progress(total: int, start: int, enabled: bool):

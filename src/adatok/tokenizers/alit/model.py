@@ -134,7 +134,7 @@ class ALIT(AdaptiveTokenizer):
         """All iterations for the whole batch (every length), with pixel decodes at ``pixels``
         (``"all"``, or a collection of iteration indices). ``generator`` seeds the random parts:
         Bernoulli halting (VQGAN base), the posterior sample (VAE base)."""
-        check_images(images, self.image_size)
+        images = check_images(images, self.image_size, self)
         return full_rollout(self, images, iters, decode_at, pixels, generator)
 
     def select(self, images: torch.Tensor, criterion="l1", threshold: Optional[float] = None,
@@ -145,7 +145,7 @@ class ALIT(AdaptiveTokenizer):
         ``psnr``, ``confidence`` — token space, no pixel decode per iteration, ``budget``: default
         the full length) with its ``threshold``, or a ``Criterion``. ``max_tokens`` caps every image's length.
         VAE base: no ``confidence`` (there are no base codes to be confident about)."""
-        check_images(images, self.image_size)
+        images = check_images(images, self.image_size, self)
         if criterion == "budget" and threshold is None:  # no budget given: this model's full length
             threshold = max_tokens or self.config.max_tokens
         crit = get_criterion(criterion, threshold, max_tokens)
@@ -241,7 +241,7 @@ class ALIT(AdaptiveTokenizer):
             raise InputError(f"lengths must be an integer tensor of shape ({b},)")
         allowed = set(cfg.token_counts)
         got = set(lengths.tolist())
-        if not got <= allowed or max(got) > width:
+        if got and (not got <= allowed or max(got) > width):  # (an empty batch has no lengths)
             raise InputError(f"lengths {sorted(got)}: each must be one of {sorted(allowed)} and at most the "
                              f"{width} tokens given per row")
         return lengths.long()

@@ -141,10 +141,8 @@ class TiTok(Tokenizer):
             self.pixel_codebook = nn.Embedding(config.pixel.codebook_size, config.pixel.z_channels)
             self.pixel_decoder = PixelDecoder(config.pixel)
         self.apply(lambda m: _init_weights(m, config.init))
-        if config.decoder_head == "proxy":
-            # channels_last convolutions are 12-21% faster for this decoder on CPU (measured, 2
-            # threads) and are what cuDNN prefers for bf16; loading weights keeps this layout.
-            self.pixel_decoder.to(memory_format=torch.channels_last)
+        # The pixel decoder's memory format is chosen per call (pixel/maskgit_vqgan.py): NCHW for
+        # float32 on the CPU (precise), channels_last on GPUs and under autocast.
 
     @property
     def max_tokens(self) -> int:
@@ -171,7 +169,7 @@ class TiTok(Tokenizer):
     def encode(self, images: torch.Tensor, sample: bool = False) -> Tokens:
         """Images -> tokens. For KL models ``sample=True`` draws from the posterior instead of
         returning its mean."""
-        check_images(images, self.image_size)
+        images = check_images(images, self.image_size, self)
         return self._encode(images, sample)[0]
 
     # ---------------------------------------------------------------- decode
