@@ -226,7 +226,7 @@ def test_rescaled_decoding_divides_by_the_scale(model, images):
     m = adatok.create_model(model.config, vae_rescale_decode=True).eval()
     m.load_state_dict(model.state_dict())
     with torch.no_grad():
-        pred = model.rollout(images, pixels=()).iterations[0].soft_codes
+        pred = model.rollout(images, pixels=()).iterations[0].base_input
         torch.testing.assert_close(m.base_pixels(pred), model.base_pixels(pred / 0.2325), atol=1e-5, rtol=0)
 
 

@@ -1,8 +1,8 @@
 """Adversarial losses: TiTok's patch discriminator, hinge losses, LeCam, the adaptive weight, and a
 ``GANLoss`` wrapper with a generator phase and a discriminator phase.
 
-TiTok stage 2 (spec titok.md §10): fixed GAN weight 0.01 from step 20k, hinge loss, LeCam 0.001.
-ALIT stage 2 (spec alit.md §9.2): taming's adaptive weight at the pixel decoder's ``conv_out.weight``
+TiTok stage 2 (Yu et al. 2024, the official recipe): fixed GAN weight 0.01 from step 20k, hinge loss, LeCam 0.001.
+ALIT stage 2 (Duggal et al. 2025, the official recipe): taming's adaptive weight at the pixel decoder's ``conv_out.weight``
 times ``w_gan``; it uses taming's BatchNorm PatchGAN (``TamingPatchDiscriminator``).
 
 DDP recipe (the training loop owns the wrapping)::
@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from adatok.errors import ConfigError, InputError
-from adatok.pixel.maskgit_vqgan import Conv2dSame, same_padding
+from adatok.layers.conv import Conv2dSame, same_padding
 
 __all__ = [
     "BlurPool",

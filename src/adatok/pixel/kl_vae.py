@@ -1,6 +1,6 @@
 """KL-16 VAE: the LDM-style KL autoencoder as released by MAR ("kl16"), ALIT's alternative base.
 
-Architecture (spec alit.md §3.2; Rombach et al. 2022, the LDM ``AutoencoderKL``): convolutional
+Architecture (Rombach et al. 2022, the LDM ``AutoencoderKL``): convolutional
 encoder ``ch`` 128, ``ch_mult`` (1, 1, 2, 2, 4), ``num_res_blocks`` residual blocks per level in the
 encoder and ``num_res_blocks + 1`` in the decoder, single-head self-attention in both mid blocks and
 after each residual block of the levels in ``encoder_attn_levels`` / ``decoder_attn_levels`` (MAR's

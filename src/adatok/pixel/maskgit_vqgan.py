@@ -1,7 +1,7 @@
 """MaskGIT-VQGAN: the 2D conv VQ autoencoder TiTok uses as proxy-code teacher and pixel decoder.
 
-Layout and quirks follow the official checkpoint ``maskgit-vqgan-imagenet-f16-256.bin`` (spec
-titok.md §7): ``MaskGITVQGAN().state_dict()`` has exactly the official keys, and ``PixelDecoder``
+Layout and quirks follow the official checkpoint ``maskgit-vqgan-imagenet-f16-256.bin`` (its keys:
+``tests/reference/keys/``): ``MaskGITVQGAN().state_dict()`` has exactly the official keys, and ``PixelDecoder``
 alone has the official ``decoder.*`` keys without the prefix (TiTok's ``pixel_decoder.*``).
 
 Shapes (f = 2 ** (len(channel_mult) - 1), h = H / f, w = W / f, z = z_channels, V = codebook_size):
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -21,9 +22,11 @@ from torch import nn
 
 from adatok.errors import ConfigError, InputError
 from adatok.layers.norm import GroupNorm
+from adatok.layers.conv import Conv2dSame, same_padding  # noqa: F401 (re-exported)
 from adatok.pixel.layout import ConvLayout
 from adatok.checks import check_full_lengths, check_images
 from adatok.interface import Tokenizer
+from adatok.quantizers.vq import VectorQuantizer
 from adatok.types import Tokens
 
 
@@ -50,39 +53,6 @@ class MaskGITVQGANConfig(ConvLayout):
 
     def quantizer_summary(self) -> str:
         return f"VQ {self.codebook_size}x{self.z_channels}"
-
-
-def same_padding(kernel: int, stride: int, size: int, dilation: int = 1) -> tuple[int, int]:
-    """TensorFlow "SAME" padding (before, after) for one spatial dim: the smaller half goes first."""
-    total = max((-(-size // stride) - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
-    return total // 2, total - total // 2
-
-
-class Conv2dSame(nn.Conv2d):
-    """Conv2d with TF "SAME" padding (output size = ceil(input / stride)).
-
-    With stride 1 the padding does not depend on the input size, and when it is even (3x3 -> 1, 1x1 -> 0)
-    it is symmetric, so it is handed to the conv itself: no F.pad copy on the hot path. Only the
-    asymmetric cases (even kernels, stride > 1) pad explicitly, computed per input size.
-    """
-
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, dilation=1, bias=True):
-        k, s, d = (nn.modules.utils._pair(v) for v in (kernel_size, stride, dilation))
-        static = all(si == 1 and (ki - 1) * di % 2 == 0 for ki, si, di in zip(k, s, d))
-        padding = tuple((ki - 1) * di // 2 for ki, di in zip(k, d)) if static else 0
-        super().__init__(in_channels, out_channels, k, stride=s, padding=padding, dilation=d, bias=bias)
-        self._static_padding = static
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self._static_padding:
-            return super().forward(x)
-        ph = same_padding(self.kernel_size[0], self.stride[0], x.shape[-2], self.dilation[0])
-        pw = same_padding(self.kernel_size[1], self.stride[1], x.shape[-1], self.dilation[1])
-        if ph[0] == ph[1] and pw[0] == pw[1]:  # symmetric for this size: still no copy
-            padding = (ph[0], pw[0])
-        else:
-            x, padding = F.pad(x, (pw[0], pw[1], ph[0], ph[1])), (0, 0)
-        return F.conv2d(x, self.weight, self.bias, self.stride, padding, self.dilation, self.groups)
 
 
 def _norm(channels: int, groups: int) -> nn.GroupNorm:
@@ -248,8 +218,9 @@ class MaskGITVQGAN(Tokenizer):
         self.config = config
         self.encoder = PixelEncoder(config)
         self.decoder = PixelDecoder(config)
-        self.quantize = nn.Module()  # holder so the key is "quantize.embedding.weight"
-        self.quantize.embedding = nn.Embedding(config.codebook_size, config.z_channels)
+        # the shared VQ (key "quantize.embedding.weight"): plain squared-L2 codes, N(0, 1) init
+        self.quantize = VectorQuantizer(config.codebook_size, config.z_channels, beta=config.commitment_cost,
+                                        l2_norm=False, init="normal")
         # Weights stay NCHW: float32 on the CPU runs in NCHW for precision, other cases switch
         # the activations to channels_last per call (``_like_weight``).
 
@@ -262,19 +233,13 @@ class MaskGITVQGAN(Tokenizer):
         return self.encoder(images)
 
     def quantize_latents(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Nearest codebook row by squared L2 (first index on ties), always in float32.
+        """Nearest codebook row by squared L2 (first index on ties), always in float32
+        (``VectorQuantizer.nearest``).
 
         Shapes: z B x z x h x w -> (ids B x (h*w) int64, codes B x z x h x w float32 codebook rows).
         """
-        b, c, h, w = z.shape
-        with torch.autocast(device_type=z.device.type, enabled=False):
-            flat = z.permute(0, 2, 3, 1).reshape(-1, c).float()
-            emb = self.codebook.float()
-            # |z|^2 + |e|^2 - 2 z.e, as the official code; argmin returns the first minimum.
-            dist = torch.addmm(emb.pow(2).sum(1), flat, emb.t(), alpha=-2.0).add_(flat.pow(2).sum(1, keepdim=True))
-            ids = dist.argmin(dim=1).view(b, h * w)
-            codes = F.embedding(ids.view(b, h, w), emb).permute(0, 3, 1, 2).contiguous()
-        return ids, codes
+        ids, codes = self.quantize.nearest(z.flatten(2).transpose(1, 2))
+        return ids, _grid(codes, z.shape[-1])
 
     @property
     def image_size(self) -> int:
@@ -340,12 +305,14 @@ class MaskGITVQGAN(Tokenizer):
         return self.decoder.conv_out.weight
 
     def forward(self, images: torch.Tensor) -> MaskGITVQGANOutput:
-        """Training path: encode, quantize with straight-through, decode; VQ loss in float32."""
+        """Training path: encode, quantize with straight-through, decode; VQ loss (commitment *
+        beta + codebook term) in float32, by the shared ``VectorQuantizer``."""
         latents = self.encode_latents(images)
-        ids, zq = self.quantize_latents(latents)
-        z = latents.float()
-        commitment = F.mse_loss(z, zq.detach())  # pulls the encoder towards its code
-        codebook = F.mse_loss(zq, z.detach())  # pulls the code towards the encoder output
-        loss = self.config.commitment_cost * commitment + codebook
-        codes = z + (zq - z).detach()  # straight-through: forward = zq, gradient -> encoder
-        return MaskGITVQGANOutput(self.decode_codes(codes), ids, codes, latents, loss)
+        q = self.quantize(latents.flatten(2).transpose(1, 2))
+        codes = _grid(q.codes, latents.shape[-1])
+        return MaskGITVQGANOutput(self.decode_codes(codes), q.ids, codes, latents, q.loss)
+
+
+def _grid(tokens: torch.Tensor, width: int) -> torch.Tensor:
+    """Row-major B x (h*w) x z -> B x z x h x w (contiguous)."""
+    return tokens.transpose(1, 2).unflatten(2, (-1, width)).contiguous()

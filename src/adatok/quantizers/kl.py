@@ -18,6 +18,8 @@ class DiagonalGaussian(nn.Module):
     Loss = ``kl_weight * sum(kl) / B``.
     """
 
+    codebook_size = None  # continuous: no codes, no ids
+
     def __init__(self, dim: int, kl_weight: float = 1e-6):
         super().__init__()
         self.dim = dim

@@ -30,10 +30,11 @@ class VectorQuantizer(nn.Module):
 
     Loss = ``beta * mean((sg(zq) - z)^2) + mean((zq - sg(z))^2)`` (commitment + codebook), computed
     on the normalised vectors when ``l2_norm`` is on. Codes returned straight-through.
+    The MaskGIT-VQGAN uses it too (``l2_norm=False``, ``init="normal"``).
     """
 
     def __init__(self, codebook_size: int, dim: int, beta: float = 0.25, l2_norm: bool = True,
-                 restart_dead_codes: bool = False, usage_decay: float = 0.99):
+                 restart_dead_codes: bool = False, usage_decay: float = 0.99, init: str = "uniform"):
         super().__init__()
         self.codebook_size = codebook_size
         self.dim = dim
@@ -41,25 +42,33 @@ class VectorQuantizer(nn.Module):
         self.l2_norm = l2_norm
         self.restart_dead_codes = restart_dead_codes
         self.usage_decay = usage_decay
-        self.embedding = nn.Embedding(codebook_size, dim)
-        nn.init.uniform_(self.embedding.weight, -1.0 / codebook_size, 1.0 / codebook_size)
+        self.embedding = nn.Embedding(codebook_size, dim)  # "normal": nn.Embedding's N(0, 1) (MaskGIT-VQGAN)
+        if init == "uniform":  # U(-1/V, 1/V), as the official TiTok
+            nn.init.uniform_(self.embedding.weight, -1.0 / codebook_size, 1.0 / codebook_size)
         if restart_dead_codes:
             # EMA of how often each code is picked per batch (starts "used" so nothing restarts at once)
             self.register_buffer("usage", torch.ones(codebook_size))
+
+    def nearest(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Ids and code vectors of the nearest codes, in float32 (no loss, no normalisation of ``z``).
+        Shapes: z ``... x C`` -> ids ``...`` int64, codes ``... x C`` float32."""
+        with torch.autocast(device_type=z.device.type, enabled=False):
+            codebook = self.codebook()
+            ids = nearest_code(z.reshape(-1, z.shape[-1]).float(), codebook).view(z.shape[:-1])
+            return ids, F.embedding(ids, codebook)
 
     def codebook(self) -> torch.Tensor:
         w = self.embedding.weight.float()
         return F.normalize(w, dim=-1) if self.l2_norm else w
 
-    def forward(self, z: torch.Tensor) -> QuantizerOutput:
+    def forward(self, z: torch.Tensor, sample: bool = False, generator: torch.Generator | None = None) -> QuantizerOutput:
+        """``sample`` and ``generator`` are accepted for the signature every quantizer shares
+        (``DiagonalGaussian`` samples with them); nearest-code lookup is deterministic."""
         with torch.autocast(device_type=z.device.type, enabled=False):
             z = z.float()
             if self.l2_norm:
                 z = F.normalize(z, dim=-1)
-            codebook = self.codebook()
-            b, l, c = z.shape
-            ids = nearest_code(z.reshape(b * l, c), codebook).view(b, l)
-            zq = F.embedding(ids, codebook)
+            ids, zq = self.nearest(z)
             commitment = self.beta * (zq.detach() - z).pow(2).mean()
             codebook_loss = (zq - z.detach()).pow(2).mean()
             # Straight-through only where a gradient can flow: otherwise return the code vectors
@@ -112,3 +121,19 @@ def restart_dead_codes_(weight: torch.Tensor, usage: torch.Tensor, ids: torch.Te
         torch.distributed.broadcast(dead, src=0)
     weight.data.copy_(torch.where(dead[:, None], picks.to(weight.dtype), weight.data))
     usage.masked_fill_(dead, 1.0)
+
+
+class CodeUsage(nn.Module):
+    """The usage EMA of a codebook whose quantizer keeps none (``restart_dead_codes_``'s state), as
+    a module so that training checkpoints (and exact resume) carry it: the MaskGIT-VQGAN trainer
+    uses it, since the official VQGAN state dict has no usage buffer. It starts at ``start``: 0 (the
+    codes the first batch does not pick are seeded with its encoder outputs, a data init) or 1
+    (nothing restarts at once, as ``VectorQuantizer``'s own buffer)."""
+
+    def __init__(self, codebook_size: int, start: float = 0.0):
+        super().__init__()
+        self.register_buffer("usage", torch.full((codebook_size,), float(start)))
+
+    def restart_(self, weight: torch.Tensor, ids: torch.Tensor, z: torch.Tensor, decay: float = 0.99) -> None:
+        """``restart_dead_codes_`` with this usage: ``weight`` V x C, ids ``...``, z ``... x C``."""
+        restart_dead_codes_(weight, self.usage, ids, z, decay)

@@ -1,4 +1,5 @@
-"""Token-selection criteria for adaptive-length tokenizers (ALIT's "TSC", spec alit.md §8).
+"""Token-selection criteria for adaptive-length tokenizers (ALIT's token selection
+criteria, "TSC": Duggal et al. 2025).
 
 A criterion looks at one rollout iteration of a batch and says, per image, how bad the
 representation is (``error``: lower is better) and whether it is good enough (``met``). The

@@ -1,4 +1,4 @@
-"""ALIT: adaptive-length image tokens by recurrent allocation (spec alit.md)."""
+"""ALIT: adaptive-length image tokens by recurrent allocation (Duggal et al., ICLR 2025)."""
 
 from .config import ALIT_SIZES, ALITConfig
 from .model import ALIT, PAD_ID

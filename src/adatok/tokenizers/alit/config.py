@@ -1,20 +1,18 @@
-"""ALIT architecture configuration (frozen dataclass; YAML is only for training runs).
-
-Spec: specs/alit.md §2 (sizes), §4 (modules), §6 (halting), §7 (1D quantisation).
-"""
+"""ALIT architecture configuration (frozen dataclass; YAML is only for training runs). The sizes,
+modules, halting rule and 1D quantisation follow the paper (Duggal et al. 2025) and its official
+code (github.com/ShivamDuggal4/adaptive-length-tokenizer)."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 from ...errors import ConfigError
 from ...layers.init import check_init
 from ...pixel.kl_vae import KLVAEConfig
 from ...pixel.maskgit_vqgan import MaskGITVQGANConfig
-from ..titok.config import ViTConfig
+from ...layers.vit import ViTConfig
+from .halting import HALTING_RULES, check_halting  # noqa: F401 (HALTING_RULES re-exported)
 
-HALTING_RULES = ("bernoulli", "threshold", "off")
 BASE_KINDS = {"vqgan": MaskGITVQGANConfig, "vae": KLVAEConfig}
 VAE_SAMPLING = ("training", "always", "never")
 
@@ -32,7 +30,7 @@ ALIT_SIZES = {
 class ALITConfig:
     """An ALIT tokenizer over a 2D base tokenizer ``base``: a MaskGIT-architecture VQGAN
     (``base_kind="vqgan"``, ``base`` a ``MaskGITVQGANConfig``) or the KL-16 VAE (``base_kind="vae"``,
-    ``base`` a ``KLVAEConfig``; spec alit.md §3.2).
+    ``base`` a ``KLVAEConfig``).
 
     Every iteration k = 0..max_iters-1 appends ``tokens_per_iter`` latent tokens, re-encodes all of
     them with the image tokens, and decodes the ``tokens_per_iter * (k+1)`` 1D tokens to logits over
@@ -42,13 +40,10 @@ class ALITConfig:
     quantized:     1D tokens are vector-quantized (``codebook_size`` x ``token_dim``, l2-normalised
                    codes) — the released "quantized latents" models; False = "continuous latents"
                    (the decoder reads the ``token_dim`` factorised latents unquantized).
-    halting:       dynamic halting of well-reconstructed 2D tokens after each iteration:
-                   "bernoulli" — the official rule: mask slot i with probability p_gt(i) when
-                   p_gt(i) >= ``halting_threshold`` (random, also at inference; seed it with a
-                   ``torch.Generator``); "threshold" — deterministic: mask iff p_gt(i) >= threshold
-                   (our default at inference: reproducible per image, batch-independent);
-                   "off" — never mask. VAE base: must be "off" (the official VAE rule is a
-                   no-op: its mask is written into a copy, so nothing is ever masked).
+    halting:       dynamic halting of well-reconstructed 2D tokens after each iteration, with
+                   ``halting_threshold``: "bernoulli" (the official rule, random), "threshold"
+                   (deterministic; our default) or "off"; VAE base: must be "off". See
+                   ``halting.py``.
     decoder_max_tokens: rows of the decoder's latent position table (official: 256); 0 (default)
                    means ``tokens_per_iter * max_iters``.
     restart_dead_codes: re-seed unused 1D codes while training (for training from scratch).
@@ -98,11 +93,7 @@ class ALITConfig:
                 raise ConfigError(f"ALITConfig.{name}={v!r}: must be a positive int")
         if self.width % self.heads:
             raise ConfigError(f"ALITConfig: width {self.width} is not divisible by heads {self.heads}")
-        if self.halting not in HALTING_RULES:
-            raise ConfigError(f"ALITConfig.halting={self.halting!r}: choose one of {HALTING_RULES}")
-        t = self.halting_threshold
-        if not (isinstance(t, (int, float)) and math.isfinite(t) and 0 <= t <= 1):
-            raise ConfigError(f"ALITConfig.halting_threshold={t!r}: must be a probability in [0, 1]")
+        check_halting(self.halting, self.halting_threshold)
         self._check_base()
         if self.base.image_size != self.image_size:
             object.__setattr__(self, "base", _with_image_size(self.base, self.image_size))
@@ -123,9 +114,7 @@ class ALITConfig:
         if not isinstance(self.base, cls):
             raise ConfigError(f"ALITConfig: base_kind={self.base_kind!r} needs base={cls.__name__}(...), got "
                               f"{type(self.base).__name__} (use the alit_*_vae presets for a VAE base)")
-        if self.is_vae and self.halting != "off":
-            raise ConfigError(f"ALITConfig.halting={self.halting!r}: a VAE-based ALIT has no dynamic halting (the "
-                              "official VAE rule never masks anything): set halting='off'")
+        check_halting(self.halting, self.halting_threshold, can_halt=not self.is_vae)
         if self.vae_sampling not in VAE_SAMPLING:
             raise ConfigError(f"ALITConfig.vae_sampling={self.vae_sampling!r}: choose one of {VAE_SAMPLING}")
 

@@ -1,6 +1,6 @@
 """Official ALIT checkpoints (ShivamDuggal4/adaptive-length-tokenizer) -> adatok.
 
-The released ``.pth`` files are training checkpoints whose ``ema`` dict (spec alit.md §11-§12)
+The released ``.pth`` files are training checkpoints whose ``ema`` dict
 holds the ALIT weights, the fine-tuned VQGAN (``base_tokenizer.vqgan.*``) or KL-16 VAE
 (``base_tokenizer.vae.*``, whose names are our ``KLVAE``'s: ``base.*``) and eight LPIPS +
 PatchGAN loss modules (``gan_losses.*``, training only: dropped here). Two pure functions:
@@ -14,9 +14,9 @@ import re
 
 from ...convert_utils import KeyRule, rename_keys
 from ...errors import CheckpointError
+from ...layers.vit import open_clip_block_rules
 from ...pixel.maskgit_vqgan import MaskGITVQGANConfig
 from ...pixel.presets import kl_vae_config_from_state_dict
-from ..titok.convert import _BLOCK
 from .config import ALITConfig
 
 _TOP = {
@@ -54,8 +54,7 @@ def official_key_rules(vae: bool = False) -> list[KeyRule]:
     rules.append(KeyRule(r"decoder\.latent_token_positional_embedding", "decoder.latent_pos_embed"))
     rules += [KeyRule(rf"{re.escape(src)}\.(weight|bias)", rf"{dst}.\1") for src, dst in _MODULES.items()]
     for side in ("encoder", "decoder"):
-        rules += [KeyRule(rf"{side}\.transformer\.(\d+)\.{src}", rf"{side}.transformer.blocks.\1.{dst}")
-                  for src, dst in _BLOCK.items()]
+        rules += open_clip_block_rules(side)
     if vae:  # the KL-VAE keys are ours under ``base.``
         return rules + [KeyRule(rf"{re.escape(_VAE)}(.+)", r"base.\1")]
     v = _VQGAN.replace(".", r"\.")

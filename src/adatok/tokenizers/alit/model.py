@@ -3,15 +3,16 @@
 A MaskGIT-architecture VQGAN (``base``) turns the image into a G x G grid of 2D tokens; the
 latent-distillation encoder adds 32 (``tokens_per_iter``) 1D tokens per iteration and re-encodes all
 of them; the decoder predicts the base codes from the 1D tokens; soft codes go through the base
-pixel decoder. Spec: specs/alit.md. What we add to the official code: per-image length selection
-with early exit (``select``), a decoder from ids (``decode_ids``), a deterministic halting rule.
+pixel decoder. What we add to the official code: per-image length selection with early exit
+(``select``), a decoder from ids (``decode_ids``), a deterministic halting rule (``halting.py``).
 
-With the KL-16 VAE base (``config.base_kind == "vae"``, spec §3.2; presets ``alit_small_vae``,
+With the KL-16 VAE base (``config.base_kind == "vae"``; presets ``alit_small_vae``,
 ``alit_small_vae_continuous``) the 2D tokens are the VAE's scaled latents (a posterior sample or
 its mean, ``config.vae_sampling``), the decoder regresses them, and the predicted latents go
 through the VAE decoder — as the official code, without dividing by the scale first
 (``config.vae_rescale_decode``). There are no base codes, so no dynamic halting (the official
-VAE rule is a no-op) and no token-space ``confidence`` criterion: use the pixel criteria.
+VAE rule is a no-op) and no token-space ``confidence`` criterion: use the pixel criteria. What
+differs between the two bases is one adapter (``base_tokenizer.py``), chosen in ``__init__``.
 
 Images are ``B x 3 x H x W`` float in [0, 1]. Ids are padded to ``B x max_tokens`` with
 ``PAD_ID`` (-1) beyond each image's ``lengths``.
@@ -35,8 +36,10 @@ from ...interface import PAD_ID, AdaptiveTokenizer
 from ...types import RateSweep, Selection, Tokens
 from ..selection import TokenConfidence, calibrate_confidence, get_criterion
 from .config import ALITConfig
+from .base_tokenizer import base_adapter
+from .halting import halting_mask, halts
 from .modules import ALITDecoder, ALITEncoder
-from .rollout import Rollout, adaptive_rollout, full_rollout
+from .rollout import Rollout, RolloutParts, adaptive_rollout, decode, full_rollout
 
 
 class ALIT(AdaptiveTokenizer):
@@ -45,6 +48,7 @@ class ALIT(AdaptiveTokenizer):
         config = config if config is not None else ALITConfig()
         self.config = config
         self.base = KLVAE(config.base) if config.is_vae else MaskGITVQGAN(config.base)
+        self.base_adapter = base_adapter(self.base, config)
         self.encoder = ALITEncoder(config)
         self.decoder = ALITDecoder(config)
         self.quantizer = (VectorQuantizer(config.codebook_size, config.token_dim, beta=config.commitment_cost,
@@ -72,37 +76,13 @@ class ALIT(AdaptiveTokenizer):
     @property
     def allowed_lengths(self) -> tuple[int, ...]:
         """One length per recurrent iteration: tokens_per_iter, 2 * tokens_per_iter, ..."""
-        step = self.config.tokens_per_iter
-        return tuple(step * (k + 1) for k in range(self.config.max_iters))
+        return tuple(self.config.token_counts)
 
     # -- building blocks the rollout uses -----------------------------------------------------
-    def base_ids(self, base_latents: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            return self.base.quantize_latents(base_latents)[0]
-
-    def base_tokens(self, images: torch.Tensor, generator: Optional[torch.Generator] = None):
-        """Images -> (2D-token latents B x C x G x G, base code ids B x N2 or None for a VAE base).
-
-        VAE: ``latent_scale`` x a posterior sample (drawn with ``generator``) or the mean, by
-        ``config.vae_sampling``."""
-        if self.config.is_vae:
-            mode = self.config.vae_sampling
-            sample = mode == "always" or (mode == "training" and self.training)
-            return self.base.encode_latents(images, sample=sample, generator=generator), None
-        z = self.base.encode_latents(images)
-        return z, self.base_ids(z)
-
-    def latent_grid(self, pred: torch.Tensor) -> torch.Tensor:
-        """Predicted VAE latents B x N2 x C (row-major) -> B x C x G x G."""
-        g = self.config.grid_size
-        return pred.transpose(1, 2).unflatten(2, (g, g)).contiguous()
-
     def base_pixels(self, grid: torch.Tensor) -> torch.Tensor:
         """What the decoder made of the 2D tokens, B x C x G x G (soft codes, or VAE latents) ->
         images B x 3 x H x W, unclamped, through the base tokenizer's pixel decoder."""
-        if self.config.is_vae:
-            return self.base.decode_latents(grid, unscale=self.config.vae_rescale_decode)
-        return self.base.decode_codes(grid)
+        return self.base_adapter.to_pixels(grid)
 
     def quantize(self, latents: torch.Tensor):
         """Factorised latents B x n x d -> (codes the decoder reads, ids or None, quantizer loss)."""
@@ -111,22 +91,15 @@ class ALIT(AdaptiveTokenizer):
         q = self.quantizer(latents)
         return q.codes, q.ids, q.loss
 
-    def soft_codes(self, probs: torch.Tensor) -> torch.Tensor:
-        """probs B x N2 x K -> expected base code vectors B x C x G x G."""
-        g = self.config.grid_size
-        soft = probs @ self.base.codebook.to(probs.dtype)
-        return soft.transpose(1, 2).unflatten(2, (g, g)).contiguous()
-
-    def halting_mask(self, p_gt: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
-        """Which 2D slots to mask after an iteration (B x N2 bool), by ``config.halting``."""
-        t = self.config.halting_threshold
-        confident = p_gt >= t
-        if self.config.halting == "threshold":
-            return confident
-        if self.config.halting == "bernoulli":  # the official rule, random also at inference
-            draw = torch.bernoulli(p_gt.float(), generator=generator).bool()
-            return draw & confident
-        return torch.zeros_like(confident)
+    def rollout_parts(self) -> RolloutParts:
+        """The parts the rollouts run, read from this model now (its mode, its current methods)."""
+        cfg = self.config
+        halt = None
+        if halts(cfg.halting):
+            def halt(p_gt, generator=None):
+                return halting_mask(p_gt, cfg.halting, cfg.halting_threshold, generator)
+        return RolloutParts(self.encoder, self.decoder, self.quantize, self.base_adapter, self.base_pixels, halt,
+                            self.training, cfg.max_iters, cfg.max_tokens, cfg.token_dim, cfg.quantized)
 
     # -- public API ---------------------------------------------------------------------------
     def rollout(self, images: torch.Tensor, iters: Optional[int] = None, pixels="all", decode_at=None,
@@ -135,7 +108,7 @@ class ALIT(AdaptiveTokenizer):
         (``"all"``, or a collection of iteration indices). ``generator`` seeds the random parts:
         Bernoulli halting (VQGAN base), the posterior sample (VAE base)."""
         images = check_images(images, self.image_size, self)
-        return full_rollout(self, images, iters, decode_at, pixels, generator)
+        return full_rollout(self.rollout_parts(), images, iters, decode_at, pixels, generator)
 
     def select(self, images: torch.Tensor, criterion="l1", threshold: Optional[float] = None,
                max_tokens: Optional[int] = None, generator: Optional[torch.Generator] = None,
@@ -149,9 +122,9 @@ class ALIT(AdaptiveTokenizer):
         if criterion == "budget" and threshold is None:  # no budget given: this model's full length
             threshold = max_tokens or self.config.max_tokens
         crit = get_criterion(criterion, threshold, max_tokens)
-        if self.config.is_vae and isinstance(crit, TokenConfidence):
+        if not self.base_adapter.has_codes and isinstance(crit, TokenConfidence):
             raise InputError(_NO_CONFIDENCE)
-        return adaptive_rollout(self, images, crit, generator, return_images)
+        return adaptive_rollout(self.rollout_parts(), images, crit, generator, return_images)
 
     def encode(self, images: torch.Tensor, criterion="budget", threshold: Optional[float] = None,
                max_tokens: Optional[int] = None, generator: Optional[torch.Generator] = None) -> Tokens:
@@ -182,15 +155,11 @@ class ALIT(AdaptiveTokenizer):
         """Padded codes B x L x d + lengths -> images. Images of equal length decode together (at
         most ``max_iters`` groups: the decoder's sequence length depends on the token count)."""
         lengths = self._check_lengths(codes[..., 0], lengths)
+        parts = self.rollout_parts()
         out = codes.new_zeros(codes.shape[0], 3, self.image_size, self.image_size, dtype=torch.float32)
         for n in lengths.unique().tolist():
             rows = torch.nonzero(lengths == n)[:, 0]
-            logits = self.decoder(codes[rows, :n])
-            if self.config.is_vae:  # the decoder's output is the predicted latents
-                images = self.base_pixels(self.latent_grid(logits))
-            else:
-                images = self.base.decode_codes(self.soft_codes(logits.float().softmax(-1)))
-            out[rows] = images.float()
+            out[rows] = parts.to_pixels(decode(parts, codes[rows, :n])[1]).float()
         return out.clamp_(0, 1) if clamp else out
 
     def sweep(self, images: torch.Tensor, lengths: Optional[tuple[int, ...]] = None,
@@ -215,7 +184,7 @@ class ALIT(AdaptiveTokenizer):
         """The ``confidence`` threshold that best reproduces the pixel-L1 criterion at
         ``l1_threshold`` on these (held-out) images: ``(threshold, agreement)``, see
         ``selection.calibrate_confidence``. Runs full rollouts with every pixel decode once."""
-        if self.config.is_vae:
+        if not self.base_adapter.has_codes:
             raise InputError(_NO_CONFIDENCE)
         r = self.rollout(images, pixels="all")
         conf = torch.stack([it.p_gt.float().mean(1) for it in r.iterations], 1)
@@ -229,7 +198,7 @@ class ALIT(AdaptiveTokenizer):
                 generator: Optional[torch.Generator] = None) -> Rollout:
         """Training path (no input checks beyond shapes): the rollout with decoder outputs at
         ``decode_at`` (default all) and pixel decodes at ``pixels_at``."""
-        return full_rollout(self, images, iters, decode_at, pixels_at, generator)
+        return full_rollout(self.rollout_parts(), images, iters, decode_at, pixels_at, generator)
 
     def _check_lengths(self, ids: torch.Tensor, lengths: Optional[torch.Tensor]) -> torch.Tensor:
         cfg, (b, width) = self.config, ids.shape[:2]

@@ -1,4 +1,4 @@
-"""ALIT's latent-distillation encoder and decoder (spec alit.md §4).
+"""ALIT's latent-distillation encoder and decoder (Duggal et al. 2025; the official module layout).
 
 The encoder reads the base tokenizer's 2D tokens (its pre-quantisation latents concatenated with
 a patch embedding, l2-normalised) plus a growing set of 1D latent tokens; the decoder rebuilds the
@@ -18,8 +18,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...layers import Transformer
-from ..titok.model import ProxyCodeHead
+from ...layers.heads import ProxyCodeHead
 from .config import ALITConfig
+from .halting import mask_slots
 
 
 def _embedding(*shape: int) -> nn.Parameter:
@@ -78,8 +79,7 @@ class ALITEncoder(nn.Module):
     def halt(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Replace the 2D slots where ``mask`` (B x N2 bool) is set by ``mask_token + position``."""
         n2 = self.num_image_tokens
-        masked = (self.mask_token[0] + self.pos_embed[1:]).to(x.dtype)
-        image = torch.where(mask[..., None], masked, x[:, 1 : 1 + n2])
+        image = mask_slots(x[:, 1 : 1 + n2], mask, self.mask_token[0] + self.pos_embed[1:])
         return torch.cat([x[:, :1], image, x[:, 1 + n2 :]], dim=1)
 
 

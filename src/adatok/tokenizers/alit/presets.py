@@ -1,4 +1,4 @@
-"""ALIT presets: the official builders (spec alit.md §2) over the 256 px MaskGIT-architecture VQGAN
+"""ALIT presets: the official builders (ShivamDuggal4/adaptive-length-tokenizer) over the 256 px MaskGIT-architecture VQGAN
 or the KL-16 VAE, quantized (4096 x 12, l2) or continuous 12-d latents, and tiny test models.
 
 The official checkpoints are Dropbox ``.pth`` files (no hub repo): load them with

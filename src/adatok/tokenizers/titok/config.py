@@ -6,24 +6,8 @@ from dataclasses import dataclass, field
 
 from ...errors import ConfigError
 from ...layers.init import check_init
+from ...layers.vit import ViTConfig
 from ...pixel.maskgit_vqgan import MaskGITVQGANConfig
-
-
-@dataclass(frozen=True)
-class ViTConfig:
-    """Width / depth / heads of one ViT (the official sizes: small 512/8/8, base 768/12/12,
-    large 1024/24/16; head dim 64)."""
-
-    width: int = 512
-    depth: int = 8
-    heads: int = 8
-    mlp_ratio: float = 4.0
-
-    def __post_init__(self):
-        if min(self.width, self.depth, self.heads) < 1:
-            raise ConfigError(f"ViT width/depth/heads must be positive, got {self}")
-        if self.width % self.heads:
-            raise ConfigError(f"ViT width {self.width} is not divisible by heads {self.heads}")
 
 
 VIT_SIZES = {
@@ -44,7 +28,7 @@ class TiTokConfig:
                  MaskGIT-VQGAN pixel decoder (``pixel``). "pixels" — a linear patch head to RGB
                  followed by a 3x3 conv (the later single-stage models).
     legacy_reshape: the official s128/b64/l32 encoders *reshape* (not transpose) the B x K x W
-                 latent outputs to B x W x K before the 1x1 projection (spec §3.5). True for those
+                 latent outputs to B x W x K before the 1x1 projection (official code). True for those
                  checkpoints; new models should leave it False.
     init:        weight init when training from scratch: "official" (trunc-normal 0.02) or
                  "fan_in" (std fan_in^-1/2; for small widths, see layers/init.py).
@@ -96,6 +80,11 @@ class TiTokConfig:
         if self.quantizer == "kl":
             return f"KL {self.token_dim}ch"
         return f"VQ {self.codebook_size}x{self.token_dim}" + (", l2" if self.l2_norm else "")
+
+    @property
+    def latent_channels(self) -> int:
+        """Channels the encoder emits per token: ``token_dim`` (VQ), or mean ‖ logvar (KL)."""
+        return self.token_dim * (2 if self.quantizer == "kl" else 1)
 
     @property
     def grid_size(self) -> int:

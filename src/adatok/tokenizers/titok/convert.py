@@ -3,32 +3,16 @@
 Two pure functions: ``convert_official_state_dict`` renames keys by an explicit table (and turns
 the official 1x1 convs into linears), and ``config_from_official`` builds a ``TiTokConfig`` from an
 official ``config.json`` (hub folder layout) or, when there is none, from the tensor shapes.
-Spec: specs/titok.md §1, §8 and titok_keys/.
+The official key lists the table covers are in ``tests/reference/keys/``.
 """
 
 from __future__ import annotations
 
 from ...convert_utils import KeyRule, rename_keys, squeeze_1x1
 from ...errors import CheckpointError
+from ...layers.vit import open_clip_block_rules
 from ...pixel.maskgit_vqgan import MaskGITVQGANConfig
 from .config import VIT_SIZES, TiTokConfig, ViTConfig
-
-# Transformer-block parameters: official open_clip names -> ours (per block index).
-_BLOCK = {
-    r"ln_1\.(weight|bias)": r"norm1.\2",
-    r"attn\.in_proj_(weight|bias)": r"attn.qkv.\2",
-    r"attn\.out_proj\.(weight|bias)": r"attn.proj.\2",
-    r"ln_2\.(weight|bias)": r"norm2.\2",
-    r"mlp\.c_fc\.(weight|bias)": r"mlp.fc1.\2",
-    r"mlp\.c_proj\.(weight|bias)": r"mlp.fc2.\2",
-}
-
-
-def _block_rules(side: str) -> list[KeyRule]:
-    return [
-        KeyRule(rf"{side}\.transformer\.(\d+)\.{src}", rf"{side}.transformer.blocks.\1.{dst}")
-        for src, dst in _BLOCK.items()
-    ]
 
 
 def official_key_rules() -> list[KeyRule]:
@@ -41,7 +25,7 @@ def official_key_rules() -> list[KeyRule]:
             KeyRule(rf"{side}\.latent_token_positional_embedding", f"{side}.latent_pos_embed"),
             KeyRule(rf"{side}\.ln_pre\.(weight|bias)", rf"{side}.norm_pre.\1"),
             KeyRule(rf"{side}\.ln_post\.(weight|bias)", rf"{side}.norm_post.\1"),
-            *_block_rules(side),
+            *open_clip_block_rules(side),
         ]
     rules += [
         KeyRule(r"encoder\.patch_embed\.(weight|bias)", r"encoder.patch_embed.\1"),

@@ -1,6 +1,11 @@
 """TiTok: a ViT encoder reads image patches plus K learned latent tokens and keeps only the latent
 outputs (the 1D tokens); a ViT decoder reads the quantized tokens plus a grid of mask tokens and
-rebuilds the 2D image (directly, or as proxy codes of a MaskGIT-VQGAN). Spec: specs/titok.md.
+rebuilds the 2D image (directly, or as proxy codes of a MaskGIT-VQGAN). Yu et al., "An Image is
+Worth 32 Tokens for Reconstruction and Generation", NeurIPS 2024.
+
+The quantizer (``VectorQuantizer`` or ``DiagonalGaussian``, one call signature) and the output path
+(``heads.PixelOutput`` or ``heads.ProxyCodeOutput``) are chosen once, in ``__init__``, from the
+config; nothing after that asks which kind it holds.
 """
 
 from __future__ import annotations
@@ -11,14 +16,16 @@ import torch
 from torch import nn
 
 from ...layers import Transformer
-from ...pixel.maskgit_vqgan import PixelDecoder, soft_codes
+from ...pixel.maskgit_vqgan import PixelDecoder
 from ...quantizers import DiagonalGaussian, VectorQuantizer
 from ...types import Tokens, TokenizerOutput
 from ...checks import check_full_lengths, check_ids, check_images
 from ...errors import InputError
 from ...interface import Tokenizer
+from ...layers.heads import ProxyCodeHead
 from ...layers.init import trunc_normal_init_
 from .config import TiTokConfig
+from .heads import PixelHead, PixelOutput, ProxyCodeOutput
 
 
 def _embedding(*shape: int) -> nn.Parameter:
@@ -33,7 +40,7 @@ class TiTokEncoder(nn.Module):
         super().__init__()
         vit, w = config.encoder, config.encoder.width
         self.legacy_reshape = config.legacy_reshape
-        out = config.token_dim * (2 if config.quantizer == "kl" else 1)
+        out = config.latent_channels
         self.patch_embed = nn.Conv2d(3, w, config.patch_size, stride=config.patch_size)
         self.cls_token = _embedding(1, w)
         self.pos_embed = _embedding(config.grid_size**2 + 1, w)
@@ -60,39 +67,9 @@ class TiTokEncoder(nn.Module):
         return self.to_tokens(x)
 
 
-class ProxyCodeHead(nn.Module):
-    """Two-stage head: per 2D position, logits over the MaskGIT-VQGAN codebook.
-    Linear(W -> 2W) -> Tanh -> Linear(2W -> V). Shapes: ``B x N x W`` -> ``B x N x V``."""
-
-    def __init__(self, width: int, vocab: int):
-        super().__init__()
-        self.fc1 = nn.Linear(width, 2 * width)
-        self.fc2 = nn.Linear(2 * width, vocab)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(torch.tanh(self.fc1(x)))
-
-
-class PixelHead(nn.Module):
-    """Single-stage head: Linear(W -> P*P*3) per 2D position, depth-to-space, then a 3x3 conv.
-    Channel ``(p1*P + p2)*3 + c`` of cell (row, col) becomes pixel (row*P + p1, col*P + p2), colour c.
-    Shapes: ``B x G^2 x W`` -> ``B x 3 x G*P x G*P``."""
-
-    def __init__(self, width: int, patch: int):
-        super().__init__()
-        self.patch = patch
-        self.to_patches = nn.Linear(width, patch * patch * 3)
-        self.conv_out = nn.Conv2d(3, 3, 3, padding=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, n, _ = x.shape
-        g, p = int(round(n**0.5)), self.patch
-        x = self.to_patches(x).view(b, g, g, p, p, 3).permute(0, 5, 1, 3, 2, 4).reshape(b, 3, g * p, g * p)
-        return self.conv_out(x)
-
-
 class TiTokDecoder(nn.Module):
-    """Shapes: codes ``B x K x C`` -> ``B x G^2 x V`` (proxy logits) or ``B x 3 x H x W`` (pixels)."""
+    """Shapes: codes ``B x K x C`` -> ``B x G^2 x V`` (proxy logits) or ``B x 3 x H x W`` (pixels);
+    ``head`` is a ``ProxyCodeHead`` or a ``PixelHead``."""
 
     def __init__(self, config: TiTokConfig):
         super().__init__()
@@ -131,15 +108,14 @@ class TiTok(Tokenizer):
         self.config = config
         self.latent_tokens = _embedding(config.num_tokens, config.encoder.width)
         self.encoder = TiTokEncoder(config)
-        if config.quantizer == "vq":
-            self.quantizer = VectorQuantizer(config.codebook_size, config.token_dim, config.commitment_cost,
-                                             config.l2_norm, restart_dead_codes=config.restart_dead_codes)
-        else:
-            self.quantizer = DiagonalGaussian(config.token_dim, config.kl_weight)
+        self.quantizer = _quantizer(config)
         self.decoder = TiTokDecoder(config)
-        if config.decoder_head == "proxy":
+        if isinstance(self.decoder.head, PixelHead):
+            self.output = PixelOutput(self.decoder.head)
+        else:
             self.pixel_codebook = nn.Embedding(config.pixel.codebook_size, config.pixel.z_channels)
             self.pixel_decoder = PixelDecoder(config.pixel)
+            self.output = ProxyCodeOutput(self.pixel_codebook, self.pixel_decoder, config.decoder_grid_size)
         self.apply(lambda m: _init_weights(m, config.init))
         # The pixel decoder's memory format is chosen per call (pixel/maskgit_vqgan.py): NCHW for
         # float32 on the CPU (precise), channels_last on GPUs and under autocast.
@@ -150,7 +126,7 @@ class TiTok(Tokenizer):
 
     @property
     def codebook_size(self) -> Optional[int]:
-        return self.config.codebook_size if self.config.quantizer == "vq" else None
+        return self.quantizer.codebook_size
 
     @property
     def image_size(self) -> int:
@@ -159,10 +135,7 @@ class TiTok(Tokenizer):
     # ---------------------------------------------------------------- encode
     def _encode(self, images: torch.Tensor, sample: bool = False):
         latents = self.encoder(images, self.latent_tokens)
-        if self.config.quantizer == "kl":
-            q = self.quantizer(latents, sample=sample)
-        else:
-            q = self.quantizer(latents)
+        q = self.quantizer(latents, sample=sample)
         lengths = torch.full((images.shape[0],), self.num_tokens, dtype=torch.long, device=images.device)
         return Tokens(ids=q.ids, lengths=lengths, codes=q.codes, latents=latents), q
 
@@ -175,31 +148,26 @@ class TiTok(Tokenizer):
     # ---------------------------------------------------------------- decode
     def decode_logits(self, codes: torch.Tensor) -> torch.Tensor:
         """Proxy-code logits ``B x V x G x G`` of a two-stage model (the stage-1 training target)."""
-        if self.config.decoder_head != "proxy":
+        if not self.output.has_logits:
             raise InputError("decode_logits is only defined for two-stage (decoder_head='proxy') models")
-        logits = self.decoder(codes)
-        g = self.config.decoder_grid_size
-        return logits.transpose(1, 2).unflatten(2, (g, g))
+        return self.output.logits(self.decoder(codes))
 
-    def _decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
+    def _decode(self, codes: torch.Tensor, decode_pixels: bool = True):
+        """Codes -> (proxy logits or None, unclamped images or None when not ``decode_pixels``)."""
         out = self.decoder(codes)
-        if self.config.decoder_head == "pixels":
-            return out
-        # Soft codes: softmax over the proxy vocabulary, mix the MaskGIT-VQGAN codebook rows.
-        g = self.config.decoder_grid_size
-        probs = out.softmax(dim=-1).transpose(1, 2).unflatten(2, (g, g))
-        return self.pixel_decoder(soft_codes(probs, self.pixel_codebook.weight))
+        logits = self.output.logits(out)
+        return logits, (self.output.pixels(out, logits) if decode_pixels else None)
 
     def decode(self, tokens: Tokens | torch.Tensor, clamp: bool = True) -> torch.Tensor:
         """Tokens (or their ``B x K x C`` code vectors) -> images ``B x 3 x H x W``."""
         codes = tokens.codes if isinstance(tokens, Tokens) else tokens
-        images = self._decode_codes(codes)
+        images = self._decode(codes)[1]
         return images.clamp(0, 1) if clamp else images
 
     def decode_ids(self, ids: torch.Tensor, lengths: Optional[torch.Tensor] = None, clamp: bool = True) -> torch.Tensor:
         """Token ids ``B x K`` (or ``B x 1 x K``) -> images ``B x 3 x H x W``. A fixed-length
         tokenizer reads all K ids: ``lengths``, if given, must be K for every image."""
-        if self.config.quantizer != "vq":
+        if not self.discrete:
             raise InputError("this tokenizer has continuous tokens (no ids): decode its Tokens instead of ids")
         ids = check_ids(ids, self.num_tokens)
         check_full_lengths(lengths, ids)
@@ -216,20 +184,20 @@ class TiTok(Tokenizer):
         """
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.latent_tokens.requires_grad):
             tokens, q = self._encode(images, sample=sample)
-        if self.config.decoder_head == "proxy":
-            logits = self.decode_logits(tokens.codes)
-            images_out = None
-            if decode_pixels:
-                images_out = self.pixel_decoder(soft_codes(logits.softmax(dim=1), self.pixel_codebook.weight))
-        else:
-            logits, images_out = None, self.decoder(tokens.codes)
+        logits, images_out = self._decode(tokens.codes, decode_pixels or not self.output.has_logits)
         return TokenizerOutput(images=images_out, logits=logits, tokens=tokens, quantizer_loss=q.loss, stats=q.stats)
 
     def last_layer(self) -> torch.Tensor:
         """Weight of the layer that makes the pixels (for the adaptive GAN weight)."""
-        if self.config.decoder_head == "proxy":
-            return self.pixel_decoder.conv_out.weight
-        return self.decoder.head.conv_out.weight
+        return self.output.last_layer()
+
+
+def _quantizer(config: TiTokConfig) -> nn.Module:
+    """The config's quantizer (the one place that reads ``config.quantizer``)."""
+    if config.quantizer == "kl":
+        return DiagonalGaussian(config.token_dim, config.kl_weight)
+    return VectorQuantizer(config.codebook_size, config.token_dim, config.commitment_cost, config.l2_norm,
+                           restart_dead_codes=config.restart_dead_codes)
 
 
 def _init_weights(m: nn.Module, scheme: str) -> None:

@@ -1,4 +1,4 @@
-"""TiTok presets: the official zoo (specs/titok.md §1.1) and tiny test models."""
+"""TiTok presets: the official zoo (bytedance/1d-tokenizer; Yu et al. 2024) and tiny test models."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""ALIT training: the paper's two stages (specs/alit.md §9).
+"""ALIT training: the paper's two stages (Duggal et al. 2025).
 
 * ``alit_stage1`` — latent distillation: the base VQGAN is frozen (a trained MaskGIT-VQGAN, the
   ``teacher``, copied into the model); every rollout iteration k is decoded and trained on

@@ -42,7 +42,7 @@ def build_teacher(run: RunConfig) -> nn.Module:
 
 @dataclass(frozen=True)
 class PixelLossOptions:
-    """Loss weights of the pixel-space tasks (defaults: TiTok stage 2, specs/titok.md §10)."""
+    """Loss weights of the pixel-space tasks (defaults: TiTok stage 2, Yu et al. 2024)."""
 
     recon: str = "l2"  # l1 | l2
     recon_weight: float = 1.0

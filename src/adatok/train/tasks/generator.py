@@ -1,4 +1,5 @@
-"""MaskGIT generator training on a token file (specs/titok.md §9.4; ``adatok data pretokenize``).
+"""MaskGIT generator training on a token file (MaskGIT, Chang et al. 2022, as TiTok trains it;
+``adatok data pretokenize`` makes the file).
 
 ``task: maskgit``, ``data.train: tokens.safetensors``. The generator's token count and codebook
 follow the token file (a preset's own values are replaced), so one preset serves any tokenizer;

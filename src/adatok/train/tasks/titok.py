@@ -1,4 +1,4 @@
-"""TiTok training: the paper's two-stage recipe and the single-stage pixel recipe (specs/titok.md §10).
+"""TiTok training: the paper's two-stage recipe and the single-stage pixel recipe (Yu et al. 2024).
 
 * ``titok_stage1`` — proxy codes: a frozen MaskGIT-VQGAN encodes the same augmented image into
   16x16 codes; TiTok's proxy head predicts them (cross-entropy) + the VQ loss. The teacher's

@@ -6,10 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
 from ...pixel import MaskGITVQGAN
-from ...quantizers.vq import restart_dead_codes_
+from ...quantizers.vq import CodeUsage
 from .base import register_task
 from .common import PixelLossOptions, PixelTask
 
@@ -20,15 +19,6 @@ class VQGANOptions(PixelLossOptions):
     # uniform codebook init collapses to a handful of codes without it (measured on the photo pool).
     restart_dead_codes: bool = False
     usage_decay: float = 0.99  # a code is dead after ~log(0.01)/log(decay) steps unused (458 at 0.99)
-
-
-class CodeUsage(nn.Module):
-    """EMA of code usage, a module so that checkpoints (and exact resume) carry it. It starts at 0:
-    the codes the first batch does not pick are seeded with its encoder outputs (a data init)."""
-
-    def __init__(self, codebook_size: int):
-        super().__init__()
-        self.register_buffer("usage", torch.zeros(codebook_size))
 
 
 @register_task
@@ -45,8 +35,8 @@ class VQGANTask(PixelTask):
 
     def after_forward(self, out) -> None:
         if self.opts.restart_dead_codes:
-            restart_dead_codes_(self.model.quantize.embedding.weight, self.code_usage.usage, out.ids,
-                                out.latents.permute(0, 2, 3, 1), self.opts.usage_decay)
+            self.code_usage.restart_(self.model.codebook, out.ids, out.latents.permute(0, 2, 3, 1),
+                                     self.opts.usage_decay)
 
     def extra_logs(self, out) -> dict:
         used = torch.zeros(self.model.config.codebook_size, device=out.ids.device).index_fill_(0, out.ids.flatten(), 1)
