@@ -48,6 +48,7 @@ except ImportError:  # running from a checkout without PYTHONPATH=src
 import torch  # noqa: E402
 
 from adatok.layers.attention import Attention  # noqa: E402
+from adatok.layers.block import Transformer  # noqa: E402
 from common import (  # noqa: E402
     DTYPES, autocast_ctx, count_flops, cpu_busy_fraction, default_device, environment, fmt,
     format_table, interleave, matmul_gflops, ratio_text, synchronize, warn_if_busy, write_json,
@@ -70,6 +71,7 @@ class Variant:
     dtype: str
     sdpa: bool
     layout: str  # pixel decoder memory format: "channels_last" or "nchw"
+    trim: bool = True  # the last ViT block computes only the tokens read (Transformer.trim_last_block)
 
 
 def module_layout(module: torch.nn.Module) -> str:
@@ -104,14 +106,14 @@ def set_pixel_layout(tok: torch.nn.Module, layout: str) -> bool:
 @contextlib.contextmanager
 def use_variant(tok: torch.nn.Module, v: Variant, device: torch.device):
     """Switch the model to path ``v`` (outside the timed region), restore the defaults after."""
-    previous = Attention.use_sdpa
-    Attention.use_sdpa = v.sdpa
+    previous, previous_trim = Attention.use_sdpa, Transformer.trim_last_block
+    Attention.use_sdpa, Transformer.trim_last_block = v.sdpa, v.trim
     set_pixel_layout(tok, v.layout)
     try:
         with torch.inference_mode(), autocast_ctx(device, DTYPES[v.dtype]):
             yield
     finally:
-        Attention.use_sdpa = previous
+        Attention.use_sdpa, Transformer.trim_last_block = previous, previous_trim
         set_pixel_layout(tok, "shipped")
 
 
@@ -192,7 +194,9 @@ def run_model(name: str, args, device: torch.device, mm: dict, peak: dict, rows:
         print(f"  pixel decoder ships {shipped_layout}; ours runs it {args.pixel_layout}, eager runs it nchw")
     ours_layout = args.pixel_layout if has_pixel else "nchw"
     variants = [Variant(f"ours/{d}", "ours", d, True, ours_layout) for d in args.dtypes]
-    eager = Variant("eager/fp32", "eager", "fp32", False, "nchw")
+    eager = Variant("eager/fp32", "eager", "fp32", False, "nchw", trim=False)
+    if args.compare_previous:  # ours as it was before the last-block trim, in the same run
+        variants.append(Variant("prev/fp32", "prev", "fp32", True, ours_layout, trim=False))
     variants.append(eager)
 
     per_image: dict = {}  # (variant key, op, batch) -> best seconds per image
@@ -207,7 +211,7 @@ def run_model(name: str, args, device: torch.device, mm: dict, peak: dict, rows:
             "decode": lambda: tok.decode(codes),
             "encode+decode": lambda: tok.decode(tok.encode(images)),
         }
-        for op in OPS:
+        for op in args.ops:
             est = estimate_seconds(per_image, op, batch, variants)
             base = {"model": name, "batch": batch, "op": op, "image_size": size,
                     "flops": flops[op], "flops_count": how}
@@ -240,6 +244,7 @@ def run_model(name: str, args, device: torch.device, mm: dict, peak: dict, rows:
                 rows.append({**base, "variant": v.kind, "dtype": v.dtype, "skipped": False,
                              "pixel_layout": v.layout if has_pixel else None, "sdpa": v.sdpa,
                              "seconds": best[v.key], "min_seconds": timed[v.key].min,
+                             "cpu_median_s": timed[v.key].cpu_median,
                              "max_seconds": timed[v.key].max, "times": times[v.key], "calls_per_sample": calls[v.key],
                              "cpu_share": best_share[v.key], "cpu_shares": shares[v.key],
                              "contended": best_share[v.key] is not None and best_share[v.key] < CONTENDED, "images_per_s": batch / best[v.key],
@@ -304,11 +309,23 @@ def print_table(rows: list, dtypes: list) -> None:
     headers = ["model", "B", "dtype", "op", "ours img/s", "eager img/s", "ours/eager", "GFLOP/img",
                "ours GFLOP/s", "%mm", "%best", "eager GFLOP/s", "%mm"]
     print("\n" + format_table(headers, table))
-    print("(eager = fp32, explicit-softmax attention, NCHW pixel decoder; %mm = % of the 2048^3 matmul "
+    print("(eager = fp32, explicit-softmax attention, NCHW pixel decoder, full last block: a re-statement of the "
+          "official computation, not its code; %mm = % of the 2048^3 matmul "
           "GFLOP/s of the same dtype, the higher of the start and end readings; %best = % of the fastest "
           "matmul reading, 2048^3 or 4096^3)")
+    prev = [r for r in rows if r["variant"] == "prev" and not r["skipped"]]
+    if prev:
+        cmp = []
+        for p_ in prev:
+            o = by_key.get((p_["model"], p_["batch"], p_["op"], "ours", "fp32"))
+            if o and not o["skipped"]:
+                cmp.append([p_["model"], p_["batch"], p_["op"], fmt(o["images_per_s"]), fmt(p_["images_per_s"]),
+                            f"{p_['seconds'] / o['seconds']:.3f}x",
+                            f"{p_['cpu_median_s'] / o['cpu_median_s']:.3f}x"])
+        print("\nours vs ours before the last-block trim (fp32, same run):")
+        print(format_table(["model", "B", "op", "ours img/s", "previous img/s", "speed-up", "CPU-time speed-up"], cmp))
     if any(r.get("contended") for r in rows):
-        print(f"* = the best sample got < {100 * CONTENDED:.0f}% of its threads' CPU time: other processes "
+        print(f"* = the median sample got < {100 * CONTENDED:.0f}% of its threads' CPU time: other processes "
               "competed for the cores, the number is not representative of the code")
 
 
@@ -419,6 +436,9 @@ def parse_args(argv=None):
     p.add_argument("--max-seconds", type=float, default=60.0,
                    help="skip a combination whose single call is estimated to take longer (default 60)")
     p.add_argument("--json", metavar="OUT", default=None, help="write environment, rows and summary as JSON")
+    p.add_argument("--ops", default=",".join(OPS), help=f"comma list of {','.join(OPS)} (default all)")
+    p.add_argument("--compare-previous", action="store_true",
+                   help="also time ours without the last-block trim (the code before it), fp32")
     p.add_argument("--official-titok", metavar="DIR", default=None,
                    help="a local clone of bytedance/1d-tokenizer: time ours against its TiTok (same weights, "
                         "outputs checked) instead of the eager re-statement")
@@ -434,6 +454,9 @@ def parse_args(argv=None):
         if d not in DTYPES:
             p.error(f"unknown dtype {d!r}; use {','.join(DTYPES)}")
     args.repeats = args.repeats or (1 if args.quick else 3)
+    args.ops = [o for o in args.ops.split(",") if o]
+    if [o for o in args.ops if o not in OPS]:
+        p.error(f"unknown op; use {','.join(OPS)}")
     unknown = [m for m in args.models if m not in adatok.list_models()]
     if unknown:
         p.error(f"unknown model(s) {unknown}; known: {', '.join(adatok.list_models())}")

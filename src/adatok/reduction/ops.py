@@ -33,19 +33,29 @@ class BipartiteMerge:
     all B tokens by position] (so [CLS], an A token, stays first).
 
     Shapes: ``unm_idx`` B x (Na - r) x 1, ``src_idx`` / ``dst_idx`` B x r x 1 (indices into A / B).
+
+    Applied as one gather of the output tokens from ``x`` (positions ``2 unm`` then the odd ones)
+    and one in-place scatter of the moved tokens into their destinations: the same values, in the
+    same summation order, as gathering from the A/B halves, scattering into a copy of B and
+    concatenating, without the two extra copies of the token tensor.
     """
 
-    def __init__(self, unm_idx: Tensor, src_idx: Tensor, dst_idx: Tensor):
+    def __init__(self, unm_idx: Tensor, src_idx: Tensor, dst_idx: Tensor, num_tokens: int | None = None):
         self.unm_idx, self.src_idx, self.dst_idx = unm_idx, src_idx, dst_idx
         self.r = src_idx.shape[1]
+        na = unm_idx.shape[1] + self.r
+        n = num_tokens if num_tokens is not None else 2 * na  # odd/even halves: Nb = N // 2
+        nb = n // 2
+        odd = torch.arange(1, 2 * nb, 2, device=unm_idx.device).view(1, nb, 1).expand(unm_idx.shape[0], nb, 1)
+        self.out_idx = torch.cat([2 * unm_idx, odd], dim=1)  # B x (N - r) x 1, absolute positions in x
+        self.src_abs = 2 * src_idx  # B x r x 1
+        self.dst_out = dst_idx + (na - self.r)  # B x r x 1, positions in the output
 
     def __call__(self, x: Tensor, mode: str = "sum") -> Tensor:
-        a, b = x[:, ::2, :], x[:, 1::2, :]
-        n, na, c = a.shape
-        kept = a.gather(1, self.unm_idx.expand(n, na - self.r, c))
-        moved = a.gather(1, self.src_idx.expand(n, self.r, c))
-        b = b.scatter_reduce(1, self.dst_idx.expand(n, self.r, c), moved, reduce=mode)
-        return torch.cat([kept, b], dim=1)
+        n, _, c = x.shape
+        out = x.gather(1, self.out_idx.expand(n, self.out_idx.shape[1], c))
+        moved = x.gather(1, self.src_abs.expand(n, self.r, c))
+        return out.scatter_reduce_(1, self.dst_out.expand(n, self.r, c), moved, reduce=mode)
 
 
 def bipartite_soft_matching(metric: Tensor, r: int, class_token: bool = True) -> BipartiteMerge | None:
@@ -67,7 +77,7 @@ def bipartite_soft_matching(metric: Tensor, r: int, class_token: bool = True) ->
         dst_idx = node_idx[..., None].gather(1, src_idx)
         if class_token:
             unm_idx = unm_idx.sort(dim=1)[0]
-    return BipartiteMerge(unm_idx, src_idx, dst_idx)
+    return BipartiteMerge(unm_idx, src_idx, dst_idx, metric.shape[1])
 
 
 class PairMerge:
