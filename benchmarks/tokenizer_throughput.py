@@ -233,6 +233,15 @@ def run_model(name: str, args, device: torch.device, mm: dict, peak: dict, rows:
                 rounds += 1
                 print(f"  B={batch:<3d} {op:<14s} contended samples ({', '.join(contended)}): extra round {rounds}")
                 timed = interleave(paths, device, rounds=1, warmup=0, timings=timed)
+            memory = {}
+            if device.type == "cuda":  # peak memory of one call per path, measured apart from the timing
+                for k, fn in paths.items():
+                    torch.cuda.empty_cache()
+                    torch.cuda.reset_peak_memory_stats(device)
+                    base_mem = torch.cuda.memory_allocated(device)
+                    fn()
+                    synchronize(device)
+                    memory[k] = (torch.cuda.max_memory_allocated(device) - base_mem) / 2**30
             times = {k: list(t.wall) for k, t in timed.items()}
             shares = {k: [c / (w * max(1, torch.get_num_threads())) for c, w in zip(t.cpu, t.wall)]
                       for k, t in timed.items()}
@@ -245,6 +254,7 @@ def run_model(name: str, args, device: torch.device, mm: dict, peak: dict, rows:
                              "pixel_layout": v.layout if has_pixel else None, "sdpa": v.sdpa,
                              "seconds": best[v.key], "min_seconds": timed[v.key].min,
                              "cpu_median_s": timed[v.key].cpu_median,
+                             "peak_memory_gib": memory.get(v.key),
                              "max_seconds": timed[v.key].max, "times": times[v.key], "calls_per_sample": calls[v.key],
                              "cpu_share": best_share[v.key], "cpu_shares": shares[v.key],
                              "contended": best_share[v.key] is not None and best_share[v.key] < CONTENDED, "images_per_s": batch / best[v.key],
@@ -437,6 +447,8 @@ def parse_args(argv=None):
                    help="skip a combination whose single call is estimated to take longer (default 60)")
     p.add_argument("--json", metavar="OUT", default=None, help="write environment, rows and summary as JSON")
     p.add_argument("--ops", default=",".join(OPS), help=f"comma list of {','.join(OPS)} (default all)")
+    p.add_argument("--no-matmul-reference", action="store_true",
+                   help="skip the matmul reference rate (the %%mm columns read nan): for smoke runs")
     p.add_argument("--compare-previous", action="store_true",
                    help="also time ours without the last-block trim (the code before it), fp32")
     p.add_argument("--official-titok", metavar="DIR", default=None,
@@ -463,6 +475,10 @@ def parse_args(argv=None):
     return args, device
 
 
+def _matmul(device, n=2048, dtype=torch.float32, repeats=5, skip=False) -> float:
+    return float("nan") if skip else matmul_gflops(device, n=n, dtype=dtype, repeats=repeats)
+
+
 def main(argv=None) -> int:
     args, device = parse_args(argv)
     if args.official_titok:
@@ -482,13 +498,14 @@ def main(argv=None) -> int:
     if warning:
         print(warning)
 
-    mm = {"fp32": matmul_gflops(device)}
+    skip = args.no_matmul_reference
+    mm = {"fp32": _matmul(device, skip=skip)}
     for d in args.dtypes:
         if d != "fp32":
-            mm[d] = matmul_gflops(device, dtype=DTYPES[d])
+            mm[d] = _matmul(device, dtype=DTYPES[d], skip=skip)
     # A second, larger matmul: on some CPU/BLAS pairs the 2048^3 sgemm does not use every core (on the
     # 2-core AMD EPYC test box MKL's 2048^3 runs at its 1-thread rate), so also keep the best of both.
-    mm4k = {d: matmul_gflops(device, n=4096, dtype=DTYPES[d], repeats=3) for d in mm}
+    mm4k = {d: _matmul(device, n=4096, dtype=DTYPES[d], repeats=3, skip=skip) for d in mm}
     peak = {d: max(mm[d], mm4k[d]) for d in mm}
     print("matmul reference (GFLOP/s): " + ", ".join(f"{d} 2048^3 {mm[d]:.1f} / 4096^3 {mm4k[d]:.1f}" for d in mm))
     mm_start = dict(mm)
@@ -521,7 +538,7 @@ def main(argv=None) -> int:
 
     # The reference is measured again at the end; the higher reading is used (a conservative %):
     # on a shared VM the same matmul has varied by up to 2x between runs.
-    mm_end = {d: matmul_gflops(device, dtype=DTYPES[d]) for d in mm}
+    mm_end = {d: _matmul(device, dtype=DTYPES[d], skip=skip) for d in mm}
     print("matmul 2048^3 reference at the end (GFLOP/s): " + ", ".join(f"{d} {g:.1f}" for d, g in mm_end.items()))
     for d in mm:
         mm[d] = max(mm[d], mm_end[d])
