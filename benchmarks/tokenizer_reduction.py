@@ -60,7 +60,8 @@ def measure(tok, images, rs, rounds: int, quality: bool) -> list:
                     return tok.encode(images)
                 return run
             try:
-                recon = tok.decode(path(True)()) if quality else None
+                encoded = path(True)()
+                recon = tok.decode(encoded) if quality else None
                 tokens = R.info(tok.encoder).tokens
                 timed = interleave({"plain": path(False), "tome": path(True)}, images.device, rounds=rounds, warmup=1)
             finally:
