@@ -123,7 +123,8 @@ def threshold_sweep(plain: torch.nn.Module, images, labels, args) -> list:
     from adatok.reduction.tome import ToMeReducer
 
     depth, n = len(plain.blocks), plain.patch_embed.num_patches
-    configs = {f"tome r={r}": {"r": r} for r in range(1, ToMeReducer._max_constant_r(depth, n) + 1)}
+    rs = args.fixed_rs or list(range(1, ToMeReducer._max_constant_r(depth, n) + 1))
+    configs = {f"tome r={r}": {"r": r} for r in rs}
     for t in args.thresholds:
         configs[f"tome threshold {t:g} (cap {args.cap}, floor {args.floor})"] = {
             "r": args.cap, "threshold": t, "min_tokens": args.floor}
@@ -198,10 +199,12 @@ def main(argv=None) -> int:
     p.add_argument("--threshold-sweep", action="store_true",
                    help="only: per-image (threshold) ToMe vs fixed-r ToMe on the trained plain model")
     p.add_argument("--thresholds", default="0.5,0.6,0.7,0.8,0.9", help="for --threshold-sweep")
+    p.add_argument("--fixed-rs", default="", help="fixed r values for --threshold-sweep (default: all allowed)")
     p.add_argument("--cap", type=int, default=8, help="merges per block at most, threshold mode (default 8)")
     p.add_argument("--floor", type=int, default=5, help="tokens per image at least, threshold mode (default 5)")
     args = p.parse_args(argv)
     args.thresholds = [float(t) for t in args.thresholds.split(",") if t]
+    args.fixed_rs = [int(r) for r in args.fixed_rs.split(",") if r]
     args.runs = [r for r in args.runs.split(",") if r]
     if args.threads:
         torch.set_num_threads(args.threads)
