@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import autocast_ctx, best_of, default_device, device_name, format_table  # noqa: E402
+from common import PROTOCOL, autocast_ctx, default_device, device_name, format_table, interleave, write_json  # noqa: E402
 
 import adatok  # noqa: E402
 from adatok.data import load_images  # noqa: E402
@@ -114,13 +114,30 @@ def main(argv=None) -> int:
     p.add_argument("--threshold", type=float, help="pixel-L1 threshold (default: auto, see --target-tokens)")
     p.add_argument("--target-tokens", type=float, default=0, help="mean length for the auto threshold "
                    "(default: 3/8 of the maximum, the issue's 96 of 256)")
+    p.add_argument("--official-alit", metavar="DIR", help="a clone of ShivamDuggal4/adaptive-length-tokenizer: also "
+                   "time its encode(return_min_length_embedding=True) on the same weights")
+    p.add_argument("--official-alit-builder", default="alit_small", help="official model builder (default alit_small)")
+    p.add_argument("--official-alit-kwargs", default=None, help="JSON keyword arguments for the builder")
+    p.add_argument("--json", metavar="OUT", help="write the timings as JSON")
     args = p.parse_args(argv)
+    print(f"timing: {PROTOCOL}")
+    if args.official_alit:
+        import official as off
+
+        off.check_or_exit("alit", args.official_alit)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     name = args.model
+    official_model = None
     try:
-        model = adatok.load(args.model, device=device, halting="threshold")
+        if args.official_alit:  # both from the official builder's weights (ours converted from them)
+            official_model, model = off.alit_pair(args.official_alit, args.official_alit_builder,
+                                                  args.official_alit_kwargs)
+            official_model, model = official_model.to(device), model.to(device)
+            name = f"official {args.official_alit_builder} (its random init, converted for ours)"
+        else:
+            model = adatok.load(args.model, device=device, halting="threshold")
     except AdatokError as e:
         # a preset without local weights (alit_small, ...): its real-size compute on random weights
         fallback = "alit_test_tiny" if args.model == "alit_default" else args.model
@@ -156,7 +173,7 @@ def main(argv=None) -> int:
             return int(math.ceil(x / step) * step)
 
         paths = {
-            "(a) official": lambda: official_style(model, images, threshold),
+            "(a) official-restated": lambda: official_style(model, images, threshold),
             "(b) ours-l1": lambda: model.select(images, "l1", threshold),
             f"(c) fixed-{up(mean_l1)}": lambda: fixed_length(model, images, up(mean_l1)),
             "(d) ours-conf": lambda: model.select(images, TokenConfidence(threshold=max(conf_t, 1e-6))),
@@ -165,12 +182,15 @@ def main(argv=None) -> int:
         computed_conf = sum(ran_conf) / len(ran_conf)
         if up(computed_conf) != up(mean_conf):  # some images ran past the length they kept (never met)
             paths[f"(f) fixed-{up(computed_conf)}"] = lambda: fixed_length(model, images, up(computed_conf))
-        times = {}
-        for path, fn in paths.items():
-            times[path] = best_of(fn, device, args.repeats, args.warmup)[0]
-            print(f"  timed {path}: {times[path]:.2f} s per call", flush=True)
+        if official_model is not None:
+            paths["(a') official code"] = lambda: off.alit_official_encode(official_model, images, threshold)
+        timed = interleave(paths, device, rounds=args.repeats, warmup=args.warmup)
+        times = {path: t.median for path, t in timed.items()}
+        for path, t in timed.items():
+            print(f"  timed {path}: median {t.median:.2f} s per call (min {t.min:.2f}, max {t.max:.2f}; "
+                  f"CPU {t.cpu_median:.2f} s)", flush=True)
 
-    names = list(paths)
+    names = [n for n in paths if not n.startswith("(a')")]
     print(f"device: {device_name(device)}, threads {torch.get_num_threads()}, {args.dtype}, batch {args.batch}")
     print(f"model: {name} "
           f"({cfg.width}w/{cfg.depth}L, {cfg.token_counts[0]}..{cfg.max_tokens} tokens, {cfg.image_size} px)")
@@ -178,13 +198,24 @@ def main(argv=None) -> int:
           f"tokens computed {ran_l1}; official batch length {official_length}")
     print(f"confidence threshold {conf_t:.4f} (agrees with the L1 rule on {agreement:.0%} of image-iterations): "
           f"lengths {conf_sel.tokens.lengths.tolist()} (mean {mean_conf:.1f}), tokens computed {ran_conf}")
-    rows = [[n, f"{args.batch / times[n]:.2f}", f"{times[names[0]] / times[n]:.2f}x"] for n in names]
-    print(format_table(["path", "images/s", "vs (a)"], rows))
+    rows = [[n, f"{args.batch / times[n]:.2f}", f"{times[names[0]] / times[n]:.2f}x",
+             f"{timed[names[0]].cpu_median / timed[n].cpu_median:.2f}x"] for n in names]
+    print("(a) is a re-statement of the official selection on our model (all iterations decoded, one length per "
+          "batch)" + ("; (a') is the official code" if args.official_alit else "; --official-alit DIR times the "
+                      "official code itself"))
+    print(format_table(["path", "images/s", "vs (a)", "vs (a), CPU time"], rows))
+    if args.json:
+        print(f"wrote {write_json(args.json, {'model': name, 'batch': args.batch, 'dtype': args.dtype, 'device': device_name(device), 'timings': {n: t.summary() for n, t in timed.items()}})}")
     b_vs_a = times[names[0]] / times[names[1]]
     d_vs_e = times[names[3]] / times[names[4]]
     print(f"(b) / (a) speed-up: {b_vs_a:.2f}x (target >= 2.5x when the mean length <= 3/8 of max: "
           f"{'met' if b_vs_a >= 2.5 else 'NOT met'}; mean {mean_l1:.0f} of {cfg.max_tokens})")
     print(f"time (d) / time (e): {d_vs_e:.2f} (target <= 1.25: {'met' if d_vs_e <= 1.25 else 'NOT met'})")
+    if official_model is not None:
+        off_t = timed["(a') official code"]
+        print(f"(b) ours-l1 / (a') official code: {off_t.median / times[names[1]]:.2f}x "
+              f"(CPU time {off_t.cpu_median / timed[names[1]].cpu_median:.2f}x); "
+              f"(a) re-statement / (a') official: {off_t.median / times[names[0]]:.2f}x")
     if len(names) > 5:
         print(f"time (d) / time (f): {times[names[3]] / times[names[5]]:.2f} (f: a fixed length at the mean number "
               f"of tokens (d) computed, {computed_conf:.0f}; (d) keeps a shorter best length where an image never "

@@ -1,19 +1,25 @@
 """Shared helpers for the adatok benchmarks: device sync, best-of timing, FLOP counting, the matmul
 reference rate, environment banner and plain-text tables.
 
-Timing rule used by every benchmark: one warm-up call, then the best (minimum) of ``repeats`` timed
-samples (``time.perf_counter``; on CUDA the device is synchronised before reading the clock). A sample
-is one call, or, for calls shorter than 50 ms, the mean of enough back-to-back calls to last 50 ms.
+Timing protocol shared by every benchmark (:func:`interleave`, :data:`PROTOCOL`): warm-up, then
+rounds in which every compared path runs once, in alternating order (A B C, C B A, ...); wall and
+process CPU time per sample, the device synchronised before each clock read; medians and min-max
+reported, results also written as JSON (:func:`write_json`). A sample is one call, or, for calls
+shorter than 50 ms, the mean of enough back-to-back calls to last 50 ms. :func:`best_of` is the
+one-path form (it runs the same protocol and returns the minimum, as the older scripts report).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import platform
 import time
-from typing import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Mapping, Sequence
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -73,14 +79,10 @@ def calls_per_sample(seconds_per_call: float, min_sample: float = 0.05, max_call
 
 
 def best_of(fn: Callable[[], object], device: torch.device, repeats: int, warmup: int = 1) -> tuple[float, list[float]]:
-    """``warmup`` untimed calls, then ``repeats`` timed samples (several calls each when a call is
-    shorter than 50 ms); returns (best seconds per call, all samples)."""
-    first = 0.0
-    for _ in range(warmup):
-        first = time_once(fn, device)
-    calls = calls_per_sample(first) if warmup else 1
-    times = [time_calls(fn, device, calls) for _ in range(max(1, repeats))]
-    return min(times), times
+    """One path through :func:`interleave`: ``warmup`` untimed calls, then ``repeats`` timed samples
+    (several calls each when a call is shorter than 50 ms); returns (best seconds per call, all samples)."""
+    t = interleave({"fn": fn}, device, rounds=max(1, repeats), warmup=warmup)["fn"]
+    return t.min, list(t.wall)
 
 
 def autocast_ctx(device: torch.device, dtype: torch.dtype):
@@ -195,3 +197,116 @@ def fmt(x: float | None, digits: int = 3) -> str:
     if abs(x) >= 100:
         return f"{x:.0f}"
     return f"{x:.{digits}g}"
+
+
+# --------------------------------------------------------------------------- the timing protocol
+PROTOCOL = ("warm-up call(s) per path; then R rounds, each running every path once in alternating order "
+            "(A B C, C B A, A B C, ...) so drift and background load hit all paths alike; a sample is one call, "
+            "or the mean of back-to-back calls lasting >= 50 ms for short calls; device synchronised before "
+            "each clock read (torch.cuda.synchronize on CUDA); wall time (perf_counter) and process CPU time "
+            "(process_time, all threads) per sample; reported: median and min-max over the rounds")
+
+
+def median(values: Sequence[float]) -> float:
+    """The median (mean of the two middle values for an even count)."""
+    s = sorted(values)
+    if not s:
+        raise ValueError("median of no values")
+    mid = len(s) // 2
+    return s[mid] if len(s) % 2 else 0.5 * (s[mid - 1] + s[mid])
+
+
+@dataclass
+class Timing:
+    """The samples of one path: seconds per call, one wall and one CPU value per round."""
+
+    name: str
+    wall: list = field(default_factory=list)
+    cpu: list = field(default_factory=list)
+    calls: int = 1
+
+    @property
+    def median(self) -> float:
+        return median(self.wall)
+
+    @property
+    def min(self) -> float:
+        return min(self.wall)
+
+    @property
+    def max(self) -> float:
+        return max(self.wall)
+
+    @property
+    def cpu_median(self) -> float:
+        return median(self.cpu)
+
+    def cpu_share(self, threads: int | None = None) -> float | None:
+        """CPU time over wall time x threads of the median sample (~1 uncontended on CPU)."""
+        threads = threads or max(1, min(torch.get_num_threads(), os.cpu_count() or 1))
+        return self.cpu_median / (self.median * threads) if self.median > 0 else None
+
+    def summary(self) -> dict:
+        return {"name": self.name, "median_s": self.median, "min_s": self.min, "max_s": self.max,
+                "cpu_median_s": self.cpu_median, "cpu_min_s": min(self.cpu), "cpu_max_s": max(self.cpu),
+                "calls_per_sample": self.calls, "wall_s": list(self.wall), "cpu_s": list(self.cpu)}
+
+
+def round_order(names: Sequence[str], round_index: int) -> list:
+    """Alternating order: as given in even rounds, reversed in odd ones (A B C, C B A, ...), so no
+    path always runs right after the same neighbour or always first."""
+    return list(names) if round_index % 2 == 0 else list(reversed(names))
+
+
+def interleave(fns: Mapping[str, Callable[[], object]], device: torch.device | str = "cpu", rounds: int = 5,
+               warmup: int = 1, min_sample: float = 0.05, max_calls: int = 100, calls: Mapping[str, int] | None = None,
+               timings: Mapping[str, Timing] | None = None, wall_clock: Callable[[], float] = time.perf_counter,
+               cpu_clock: Callable[[], float] = time.process_time) -> dict:
+    """Time every path of ``fns`` with the shared protocol (:data:`PROTOCOL`); returns name -> :class:`Timing`.
+
+    ``calls`` fixes the calls per sample (else the last warm-up call sets it, 1 without warm-up);
+    ``timings`` continues earlier results (extra rounds); the clocks are injectable for tests."""
+    device = torch.device(device)
+    names = list(fns)
+    out = {n: (timings[n] if timings and n in timings else Timing(n)) for n in names}
+    for n in names:
+        first = None
+        for _ in range(warmup):
+            synchronize(device)
+            t0 = wall_clock()
+            fns[n]()
+            synchronize(device)
+            first = wall_clock() - t0
+        if calls and n in calls:
+            out[n].calls = int(calls[n])
+        elif first is not None:
+            out[n].calls = calls_per_sample(first, min_sample, max_calls)
+    start = len(next(iter(out.values())).wall) if out else 0
+    for k in range(start, start + max(1, rounds)):
+        for n in round_order(names, k):
+            c = out[n].calls
+            synchronize(device)
+            c0, t0 = cpu_clock(), wall_clock()
+            for _ in range(c):
+                fns[n]()
+            synchronize(device)
+            out[n].wall.append((wall_clock() - t0) / c)
+            out[n].cpu.append((cpu_clock() - c0) / c)
+    return out
+
+
+def ratio_text(ref: Timing, other: Timing) -> str:
+    """``ref.median / other.median`` with the range over rounds (min/max of per-round ratios)."""
+    per_round = [a / b for a, b in zip(ref.wall, other.wall) if b > 0]
+    mid = ref.median / other.median
+    if len(per_round) < 2:
+        return f"{mid:.2f}x"
+    return f"{mid:.2f}x ({min(per_round):.2f}-{max(per_round):.2f})"
+
+
+def write_json(path: str | os.PathLike, payload: dict) -> Path:
+    """Write ``payload`` (plus the protocol text) as indented JSON; creates the folder."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"protocol": PROTOCOL, **payload}, indent=2, default=str))
+    return out

@@ -16,8 +16,8 @@ steps, linear 3.0; S-128: 64 steps, power-cosine 6.9), plus a guidance-0 row (un
 sampling, where skipping the unconditional pass halves the generator work). At temperature 0 in
 fp32 both paths must give identical ids (checked and printed).
 
-Timing: 1 warm-up call per path, then the best of ``--repeats`` (``time.perf_counter``, CUDA
-synchronised). samples/s = batch / best seconds, detokenization included; the generator alone
+Timing: the shared protocol (``benchmarks/common.py``: 1 warm-up call per path, then ``--repeats``
+interleaved rounds in alternating order, CUDA synchronised). samples/s = batch / median seconds, detokenization included; the generator alone
 (ids only) is timed the same way, to separate the two.
 
     PYTHONPATH=src python benchmarks/generation_throughput.py --threads 1          # tiny pair on CPU
@@ -49,7 +49,7 @@ from adatok.generators import generate_images, guidance_scale  # noqa: E402
 from adatok.generators.sampling import gumbel_noise  # noqa: E402
 from adatok.layers.attention import Attention  # noqa: E402
 from common import (  # noqa: E402
-    DTYPES, cpu_busy_fraction, default_device, environment, fmt, format_table, synchronize, warn_if_busy,
+    DTYPES, cpu_busy_fraction, default_device, environment, fmt, format_table, interleave, warn_if_busy,
 )
 
 PAIRS = {
@@ -102,18 +102,15 @@ def eager_attention():
 
 # --------------------------------------------------------------------------- timing
 def best_seconds(fns: dict, device, repeats: int) -> dict:
-    """Warm up each path once, then interleave ``repeats`` timed calls; best seconds per path."""
-    for fn in fns.values():
-        fn()
-    times = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            synchronize(device)
-            start = time.perf_counter()
-            fn()
-            synchronize(device)
-            times[name].append(time.perf_counter() - start)
-    return {name: min(t) for name, t in times.items()}
+    """The shared protocol (``common.interleave``: warm-up, alternating interleaved rounds); the
+    median seconds per path (the minimum and maximum are in ``LAST_TIMINGS``)."""
+    timed = interleave(fns, device, rounds=repeats, warmup=1, max_calls=1)
+    LAST_TIMINGS.clear()
+    LAST_TIMINGS.update({n: t.summary() for n, t in timed.items()})
+    return {name: t.median for name, t in timed.items()}
+
+
+LAST_TIMINGS: dict = {}
 
 
 def run_pair(key, args, device, rows, summary):

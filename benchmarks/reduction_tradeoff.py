@@ -106,6 +106,73 @@ def evaluate(models: dict, images: torch.Tensor, labels: torch.Tensor, args) -> 
     return rows
 
 
+def mean_tokens(model) -> torch.Tensor:
+    """Per image of the last forward: the mean over blocks of the tokens each block's MLP ran on (the
+    per-image compute); fixed-count methods give every image the same."""
+    info = R.info(model)
+    if info.block_lengths:
+        return torch.stack(info.block_lengths, 1).float().mean(1)
+    return torch.full((info.size.shape[0],), sum(info.tokens) / len(info.tokens))
+
+
+def threshold_sweep(plain: torch.nn.Module, images, labels, args) -> list:
+    """Per-image (threshold) ToMe vs fixed-r ToMe on the trained plain model: accuracy and mean tokens
+    on the whole test set, throughput (shared protocol) on the first timed batches."""
+    from common import interleave
+
+    from adatok.reduction.tome import ToMeReducer
+
+    depth, n = len(plain.blocks), plain.patch_embed.num_patches
+    rs = args.fixed_rs or list(range(1, ToMeReducer._max_constant_r(depth, n) + 1))
+    configs = {f"tome r={r}": {"r": r} for r in rs}
+    for t in args.thresholds:
+        configs[f"tome threshold {t:g} (cap {args.cap}, floor {args.floor})"] = {
+            "r": args.cap, "threshold": t, "min_tokens": args.floor}
+    batches = list(zip(images.split(args.batch_size), labels.split(args.batch_size)))
+    models, rows = {"plain": plain}, []
+    for name, settings in configs.items():
+        models[name] = R.apply(copy.deepcopy(plain), "tome", **settings)
+    with torch.inference_mode():
+        for name, model in models.items():
+            correct, toks = 0, []
+            for x, y in batches:
+                correct += int((model(x).argmax(-1) == y).sum())
+                toks.append(mean_tokens(model) if R.is_patched(model) else torch.full((len(x),), float(n + 1)))
+            toks = torch.cat(toks)
+            rows.append({"name": name, "settings": configs.get(name, {}), "accuracy": 100.0 * correct / len(labels),
+                         "mean_tokens": float(toks.mean()), "tokens_p10": float(toks.quantile(0.1)),
+                         "tokens_p90": float(toks.quantile(0.9))})
+            print(f"  {name}: top-1 {rows[-1]['accuracy']:.2f} %, mean tokens {rows[-1]['mean_tokens']:.1f}", flush=True)
+        timed_batches = batches[: args.timed_batches]
+
+        def pass_of(model):
+            return lambda: [model(x) for x, _ in timed_batches]
+        timed = interleave({k: pass_of(m) for k, m in models.items()}, "cpu", rounds=args.repeats, warmup=1,
+                           max_calls=1)
+    count = sum(len(x) for x, _ in timed_batches)
+    for row in rows:
+        t = timed[row["name"]]
+        row.update(images_per_s=count / t.median, images_per_cpu_s=count / t.cpu_median,
+                   timing=t.summary())
+    return rows
+
+
+def print_sweep(rows: list) -> None:
+    plain = next(r for r in rows if r["name"] == "plain")
+    fixed = [r for r in rows if r["name"].startswith("tome r=")]
+    table = []
+    for r in rows:
+        near = ""
+        if "threshold" in r["name"] and fixed:
+            f = min(fixed, key=lambda q: abs(q["mean_tokens"] - r["mean_tokens"]))
+            near = f"{f['name']}: {f['accuracy']:.2f} % at {f['mean_tokens']:.1f}"
+        table.append([r["name"], f"{r['accuracy']:.2f}", f"{r['mean_tokens']:.1f}",
+                      f"{r['tokens_p10']:.0f}-{r['tokens_p90']:.0f}", f"{r['images_per_s']:.0f}",
+                      f"{r['images_per_cpu_s'] / plain['images_per_cpu_s']:.2f}x", near])
+    print("\n" + format_table(["model", "top-1 %", "mean tokens", "p10-p90 per image", "img/s", "vs plain (CPU-s)",
+                               "fixed r nearest in mean tokens"], table))
+
+
 def flops_of(model: torch.nn.Module, size: int) -> float:
     model = copy.deepcopy(model)
     if R.is_patched(model):
@@ -129,12 +196,33 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=3, help="interleaved timed passes, best kept (default 3)")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     p.add_argument("--json", type=Path, help="write the rows as JSON")
+    p.add_argument("--threshold-sweep", action="store_true",
+                   help="only: per-image (threshold) ToMe vs fixed-r ToMe on the trained plain model")
+    p.add_argument("--thresholds", default="0.5,0.6,0.7,0.8,0.9", help="for --threshold-sweep")
+    p.add_argument("--fixed-rs", default="", help="fixed r values for --threshold-sweep (default: all allowed)")
+    p.add_argument("--cap", type=int, default=8, help="merges per block at most, threshold mode (default 8)")
+    p.add_argument("--floor", type=int, default=5, help="tokens per image at least, threshold mode (default 5)")
     args = p.parse_args(argv)
+    args.thresholds = [float(t) for t in args.thresholds.split(",") if t]
+    args.fixed_rs = [int(r) for r in args.fixed_rs.split(",") if r]
     args.runs = [r for r in args.runs.split(",") if r]
     if args.threads:
         torch.set_num_threads(args.threads)
     start = time.perf_counter()
     busy = [cpu_busy_fraction()]
+    if args.threshold_sweep:
+        clf = R.load_classifier(str(args.out / "plain" / "model"))
+        images, labels = load_test(args.data / "test", clf.image_size)
+        rows = threshold_sweep(clf.model, images, labels, args)
+        print_sweep(rows)
+        print(f"\n{len(labels)} test images (accuracy, mean tokens); throughput: {args.timed_batches} x "
+              f"{args.batch_size} images per pass, median of {args.repeats} interleaved passes, "
+              f"{torch.get_num_threads()} threads; total {time.perf_counter() - start:.0f} s")
+        if args.json:
+            from common import write_json
+
+            write_json(args.json, {"env": environment(torch.device("cpu")), "rows": rows})
+        return 0
     if not args.eval_only:
         train_all(args)
     models, meta = {}, {}

@@ -15,7 +15,8 @@ per model/batch by ``torch.utils.flop_counter.FlopCounterMode`` on the fp32 forw
 measured time; counted on the explicit-softmax forward, see ``count_model_flops``) and that rate
 as a % of a 2048^3 matmul on the same device and thread count.
 
-Timing: 1 warm-up call per path, then the best of ``--repeats`` samples (``time.perf_counter``, CUDA
+Timing: the shared protocol of ``benchmarks/common.py`` (1 warm-up call per path, then ``--repeats``
+interleaved rounds in alternating order, the median reported with min-max; ``time.perf_counter``, CUDA
 synchronised; a call shorter than 50 ms is repeated inside a sample and averaged). On slow devices a combination whose single call is estimated (from the smaller batch
 already measured) to exceed ``--max-seconds`` is skipped and printed as "skipped (est. N s)".
 
@@ -47,9 +48,10 @@ except ImportError:  # running from a checkout without PYTHONPATH=src
 import torch  # noqa: E402
 
 from adatok.layers.attention import Attention  # noqa: E402
+from adatok.layers.block import Transformer  # noqa: E402
 from common import (  # noqa: E402
-    DTYPES, autocast_ctx, calls_per_sample, count_flops, cpu_busy_fraction, default_device, environment, fmt,
-    format_table, matmul_gflops, synchronize, time_calls_share, time_once, warn_if_busy,
+    DTYPES, autocast_ctx, count_flops, cpu_busy_fraction, default_device, environment, fmt,
+    format_table, interleave, matmul_gflops, ratio_text, synchronize, warn_if_busy, write_json,
 )
 
 DEFAULT_MODELS = "titok_tiny,titok_s128,titok_b64,titok_l32"
@@ -69,6 +71,7 @@ class Variant:
     dtype: str
     sdpa: bool
     layout: str  # pixel decoder memory format: "channels_last" or "nchw"
+    trim: bool = True  # the last ViT block computes only the tokens read (Transformer.trim_last_block)
 
 
 def module_layout(module: torch.nn.Module) -> str:
@@ -103,18 +106,26 @@ def set_pixel_layout(tok: torch.nn.Module, layout: str) -> bool:
 @contextlib.contextmanager
 def use_variant(tok: torch.nn.Module, v: Variant, device: torch.device):
     """Switch the model to path ``v`` (outside the timed region), restore the defaults after."""
-    previous = Attention.use_sdpa
-    Attention.use_sdpa = v.sdpa
+    previous, previous_trim = Attention.use_sdpa, Transformer.trim_last_block
+    Attention.use_sdpa, Transformer.trim_last_block = v.sdpa, v.trim
     set_pixel_layout(tok, v.layout)
     try:
         with torch.inference_mode(), autocast_ctx(device, DTYPES[v.dtype]):
             yield
     finally:
-        Attention.use_sdpa = previous
+        Attention.use_sdpa, Transformer.trim_last_block = previous, previous_trim
         set_pixel_layout(tok, "shipped")
 
 
 # --------------------------------------------------------------------------- FLOPs
+def _variant_fn(tok, v, device, fn):
+    """``fn`` run with ``tok`` switched to variant ``v`` (switching costs nothing next to a forward)."""
+    def run():
+        with use_variant(tok, v, device):
+            return fn()
+    return run
+
+
 def count_model_flops(tok: torch.nn.Module, batch: int, device: torch.device) -> tuple[dict, str]:
     """FLOPs of encode / decode / encode+decode for one batch of the fp32 forward.
 
@@ -183,7 +194,9 @@ def run_model(name: str, args, device: torch.device, mm: dict, peak: dict, rows:
         print(f"  pixel decoder ships {shipped_layout}; ours runs it {args.pixel_layout}, eager runs it nchw")
     ours_layout = args.pixel_layout if has_pixel else "nchw"
     variants = [Variant(f"ours/{d}", "ours", d, True, ours_layout) for d in args.dtypes]
-    eager = Variant("eager/fp32", "eager", "fp32", False, "nchw")
+    eager = Variant("eager/fp32", "eager", "fp32", False, "nchw", trim=False)
+    if args.compare_previous:  # ours as it was before the last-block trim, in the same run
+        variants.append(Variant("prev/fp32", "prev", "fp32", True, ours_layout, trim=False))
     variants.append(eager)
 
     per_image: dict = {}  # (variant key, op, batch) -> best seconds per image
@@ -198,7 +211,7 @@ def run_model(name: str, args, device: torch.device, mm: dict, peak: dict, rows:
             "decode": lambda: tok.decode(codes),
             "encode+decode": lambda: tok.decode(tok.encode(images)),
         }
-        for op in OPS:
+        for op in args.ops:
             est = estimate_seconds(per_image, op, batch, variants)
             base = {"model": name, "batch": batch, "op": op, "image_size": size,
                     "flops": flops[op], "flops_count": how}
@@ -207,35 +220,42 @@ def run_model(name: str, args, device: torch.device, mm: dict, peak: dict, rows:
                 for v in variants:
                     rows.append({**base, "variant": v.kind, "dtype": v.dtype, "skipped": True, "est_seconds": est})
                 continue
-            times: dict = {v.key: [] for v in variants}
-            shares: dict = {v.key: [] for v in variants}
-            calls: dict = {}
-            for v in variants:  # warm-up; sub-50 ms calls are timed n at a time
-                with use_variant(tok, v, device):
-                    calls[v.key] = calls_per_sample(time_once(fns[op], device))
+            paths = {v.key: _variant_fn(tok, v, device, fns[op]) for v in variants}
+            timed = interleave(paths, device, rounds=args.repeats, warmup=1)  # ours, ..., eager, eager, ..., ours
             rounds = 0
             while True:
-                for _ in range(args.repeats if rounds == 0 else 1):  # interleaved: ours, ..., eager, ours, ...
-                    for v in variants:
-                        with use_variant(tok, v, device):
-                            t, share = time_calls_share(fns[op], device, calls[v.key])
-                            times[v.key].append(t)
-                            shares[v.key].append(share)
-                best = {k: min(t) for k, t in times.items()}
-                # CPU share of the best sample of each path (None on GPU); < CONTENDED: others took cores.
-                best_share = {k: shares[k][times[k].index(best[k])] for k in times}
+                best = {k: t.median for k, t in timed.items()}
+                # CPU share of the median sample of each path (None on GPU); < CONTENDED: others took cores.
+                best_share = {k: (t.cpu_share() if device.type == "cpu" else None) for k, t in timed.items()}
                 contended = [k for k, sh in best_share.items() if sh is not None and sh < CONTENDED]
                 if not contended or rounds >= args.retries:
                     break
                 rounds += 1
-                print(f"  B={batch:<3d} {op:<14s} contended sample ({', '.join(contended)}): extra round {rounds}")
+                print(f"  B={batch:<3d} {op:<14s} contended samples ({', '.join(contended)}): extra round {rounds}")
+                timed = interleave(paths, device, rounds=1, warmup=0, timings=timed)
+            memory = {}
+            if device.type == "cuda":  # peak memory of one call per path, measured apart from the timing
+                for k, fn in paths.items():
+                    torch.cuda.empty_cache()
+                    torch.cuda.reset_peak_memory_stats(device)
+                    base_mem = torch.cuda.memory_allocated(device)
+                    fn()
+                    synchronize(device)
+                    memory[k] = (torch.cuda.max_memory_allocated(device) - base_mem) / 2**30
+            times = {k: list(t.wall) for k, t in timed.items()}
+            shares = {k: [c / (w * max(1, torch.get_num_threads())) for c, w in zip(t.cpu, t.wall)]
+                      for k, t in timed.items()}
+            calls = {k: t.calls for k, t in timed.items()}
             for v in variants:
                 per_image[(v.key, op, batch)] = best[v.key] / batch
                 gflops = flops[op] / best[v.key] / 1e9
                 ref = mm.get(v.dtype, mm["fp32"])
                 rows.append({**base, "variant": v.kind, "dtype": v.dtype, "skipped": False,
                              "pixel_layout": v.layout if has_pixel else None, "sdpa": v.sdpa,
-                             "seconds": best[v.key], "times": times[v.key], "calls_per_sample": calls[v.key],
+                             "seconds": best[v.key], "min_seconds": timed[v.key].min,
+                             "cpu_median_s": timed[v.key].cpu_median,
+                             "peak_memory_gib": memory.get(v.key),
+                             "max_seconds": timed[v.key].max, "times": times[v.key], "calls_per_sample": calls[v.key],
                              "cpu_share": best_share[v.key], "cpu_shares": shares[v.key],
                              "contended": best_share[v.key] is not None and best_share[v.key] < CONTENDED, "images_per_s": batch / best[v.key],
                              "gflops_per_s": gflops, "matmul_gflops_per_s": ref, "pct_matmul": 100 * gflops / ref,
@@ -299,11 +319,23 @@ def print_table(rows: list, dtypes: list) -> None:
     headers = ["model", "B", "dtype", "op", "ours img/s", "eager img/s", "ours/eager", "GFLOP/img",
                "ours GFLOP/s", "%mm", "%best", "eager GFLOP/s", "%mm"]
     print("\n" + format_table(headers, table))
-    print("(eager = fp32, explicit-softmax attention, NCHW pixel decoder; %mm = % of the 2048^3 matmul "
+    print("(eager = fp32, explicit-softmax attention, NCHW pixel decoder, full last block: a re-statement of the "
+          "official computation, not its code; %mm = % of the 2048^3 matmul "
           "GFLOP/s of the same dtype, the higher of the start and end readings; %best = % of the fastest "
           "matmul reading, 2048^3 or 4096^3)")
+    prev = [r for r in rows if r["variant"] == "prev" and not r["skipped"]]
+    if prev:
+        cmp = []
+        for p_ in prev:
+            o = by_key.get((p_["model"], p_["batch"], p_["op"], "ours", "fp32"))
+            if o and not o["skipped"]:
+                cmp.append([p_["model"], p_["batch"], p_["op"], fmt(o["images_per_s"]), fmt(p_["images_per_s"]),
+                            f"{p_['seconds'] / o['seconds']:.3f}x",
+                            f"{p_['cpu_median_s'] / o['cpu_median_s']:.3f}x"])
+        print("\nours vs ours before the last-block trim (fp32, same run):")
+        print(format_table(["model", "B", "op", "ours img/s", "previous img/s", "speed-up", "CPU-time speed-up"], cmp))
     if any(r.get("contended") for r in rows):
-        print(f"* = the best sample got < {100 * CONTENDED:.0f}% of its threads' CPU time: other processes "
+        print(f"* = the median sample got < {100 * CONTENDED:.0f}% of its threads' CPU time: other processes "
               "competed for the cores, the number is not representative of the code")
 
 
@@ -354,6 +386,48 @@ def summarize(rows: list, device: torch.device, models: list) -> list:
     return out
 
 
+# --------------------------------------------------------------------------- the official code
+def run_official(name: str, args, device: torch.device, rows: list) -> None:
+    """Ours vs the official ``TiTok`` from ``--official-titok DIR`` (same weights: the official model's
+    init, converted): ids must be equal and decoded pixels within 1e-3 (fp32), then encode and decode of
+    the same ids are timed interleaved for every batch size and dtype (the official under the same autocast)."""
+    import official as off  # noqa: E402 - benchmarks/official.py
+
+    official, ours = off.titok_pair(args.official_titok, name)
+    official, ours = official.to(device), ours.to(device).eval().requires_grad_(False)
+    size = ours.config.image_size
+    gen = torch.Generator().manual_seed(0)
+    for batch in args.batch_sizes:
+        images = torch.rand(batch, 3, size, size, generator=gen).to(device)
+        with torch.inference_mode():
+            ids = ours.encode(images).ids
+            ref_ids = official.encode(images)[1]["min_encoding_indices"].reshape(batch, -1)
+            if not torch.equal(ids, ref_ids):
+                raise SystemExit(f"{name}: our ids differ from the official ones at {(ids != ref_ids).sum()} "
+                                 "positions: not the same model, no timing")
+            diff = (ours.decode_ids(ids, clamp=False) - official.decode_tokens(ids)).abs().max().item()
+            if diff > 1e-3:
+                raise SystemExit(f"{name}: decoded pixels differ from the official by {diff:.2e} (> 1e-3)")
+        print(f"  {name} B={batch}: ids equal, decoded pixels within {diff:.1e} of the official")
+        for dtype in args.dtypes:
+            for op in ("encode", "decode"):
+                ours_fn = (lambda: ours.encode(images)) if op == "encode" else (lambda: ours.decode_ids(ids))
+                off_fn = off.titok_official_fns(official, images, ids)[op]
+                fns = {"ours": ours_fn, "official": off_fn}
+                with torch.inference_mode(), autocast_ctx(device, DTYPES[dtype]):
+                    timed = interleave(fns, device, rounds=args.repeats, warmup=1)
+                rows.append({"model": name, "batch": batch, "dtype": dtype, "op": op, "baseline": "official code",
+                             "ours_s": timed["ours"].median, "official_s": timed["official"].median,
+                             "ratio": timed["official"].median / timed["ours"].median,
+                             "ratio_cpu": timed["official"].cpu_median / timed["ours"].cpu_median,
+                             "range": ratio_text(timed["official"], timed["ours"]),
+                             "ours": timed["ours"].summary(), "official": timed["official"].summary()})
+                r = rows[-1]
+                print(f"  {name} B={batch:<3d} {dtype} {op:<7s} ours {batch / r['ours_s']:.3g} img/s, official "
+                      f"{batch / r['official_s']:.3g} img/s: {r['range']} (CPU time {r['ratio_cpu']:.2f}x)")
+    del official, ours
+
+
 # --------------------------------------------------------------------------- main
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -372,6 +446,14 @@ def parse_args(argv=None):
     p.add_argument("--max-seconds", type=float, default=60.0,
                    help="skip a combination whose single call is estimated to take longer (default 60)")
     p.add_argument("--json", metavar="OUT", default=None, help="write environment, rows and summary as JSON")
+    p.add_argument("--ops", default=",".join(OPS), help=f"comma list of {','.join(OPS)} (default all)")
+    p.add_argument("--no-matmul-reference", action="store_true",
+                   help="skip the matmul reference rate (the %%mm columns read nan): for smoke runs")
+    p.add_argument("--compare-previous", action="store_true",
+                   help="also time ours without the last-block trim (the code before it), fp32")
+    p.add_argument("--official-titok", metavar="DIR", default=None,
+                   help="a local clone of bytedance/1d-tokenizer: time ours against its TiTok (same weights, "
+                        "outputs checked) instead of the eager re-statement")
     p.add_argument("--profile", action="store_true",
                    help="also print torch.profiler top ops of one encode+decode (first batch size) per model")
     args = p.parse_args(argv)
@@ -384,14 +466,25 @@ def parse_args(argv=None):
         if d not in DTYPES:
             p.error(f"unknown dtype {d!r}; use {','.join(DTYPES)}")
     args.repeats = args.repeats or (1 if args.quick else 3)
+    args.ops = [o for o in args.ops.split(",") if o]
+    if [o for o in args.ops if o not in OPS]:
+        p.error(f"unknown op; use {','.join(OPS)}")
     unknown = [m for m in args.models if m not in adatok.list_models()]
     if unknown:
         p.error(f"unknown model(s) {unknown}; known: {', '.join(adatok.list_models())}")
     return args, device
 
 
+def _matmul(device, n=2048, dtype=torch.float32, repeats=5, skip=False) -> float:
+    return float("nan") if skip else matmul_gflops(device, n=n, dtype=dtype, repeats=repeats)
+
+
 def main(argv=None) -> int:
     args, device = parse_args(argv)
+    if args.official_titok:
+        import official as off  # noqa: E402 - benchmarks/official.py
+
+        off.check_or_exit("titok", args.official_titok)
     if args.threads:
         torch.set_num_threads(args.threads)
     start = time.perf_counter()
@@ -405,17 +498,34 @@ def main(argv=None) -> int:
     if warning:
         print(warning)
 
-    mm = {"fp32": matmul_gflops(device)}
+    skip = args.no_matmul_reference
+    mm = {"fp32": _matmul(device, skip=skip)}
     for d in args.dtypes:
         if d != "fp32":
-            mm[d] = matmul_gflops(device, dtype=DTYPES[d])
+            mm[d] = _matmul(device, dtype=DTYPES[d], skip=skip)
     # A second, larger matmul: on some CPU/BLAS pairs the 2048^3 sgemm does not use every core (on the
     # 2-core AMD EPYC test box MKL's 2048^3 runs at its 1-thread rate), so also keep the best of both.
-    mm4k = {d: matmul_gflops(device, n=4096, dtype=DTYPES[d], repeats=3) for d in mm}
+    mm4k = {d: _matmul(device, n=4096, dtype=DTYPES[d], repeats=3, skip=skip) for d in mm}
     peak = {d: max(mm[d], mm4k[d]) for d in mm}
     print("matmul reference (GFLOP/s): " + ", ".join(f"{d} 2048^3 {mm[d]:.1f} / 4096^3 {mm4k[d]:.1f}" for d in mm))
     mm_start = dict(mm)
 
+    if args.official_titok:
+        official_rows: list = []
+        for name in args.models:
+            run_official(name, args, device, official_rows)
+        print("\nBaseline: the official TiTok code (" + args.official_titok + ")")
+        print(format_table(["model", "B", "dtype", "op", "ours img/s", "official img/s", "ours/official (range)",
+                            "CPU-time ratio"],
+                           [[r["model"], r["batch"], r["dtype"], r["op"], fmt(r["batch"] / r["ours_s"]),
+                             fmt(r["batch"] / r["official_s"]), r["range"], f"{r['ratio_cpu']:.2f}x"]
+                            for r in official_rows]))
+        if args.json:
+            print(f"wrote {write_json(args.json, {'env': env, 'rows': official_rows})}")
+        return 0
+
+    print("Baseline: the eager re-statement (our model with explicit softmax attention, NCHW, fp32), "
+          "not the official code (--official-titok DIR runs that)")
     rows: list = []
     profiles: list = []
     for name in args.models:
@@ -428,7 +538,7 @@ def main(argv=None) -> int:
 
     # The reference is measured again at the end; the higher reading is used (a conservative %):
     # on a shared VM the same matmul has varied by up to 2x between runs.
-    mm_end = {d: matmul_gflops(device, dtype=DTYPES[d]) for d in mm}
+    mm_end = {d: _matmul(device, dtype=DTYPES[d], skip=skip) for d in mm}
     print("matmul 2048^3 reference at the end (GFLOP/s): " + ", ".join(f"{d} {g:.1f}" for d, g in mm_end.items()))
     for d in mm:
         mm[d] = max(mm[d], mm_end[d])
@@ -450,12 +560,10 @@ def main(argv=None) -> int:
     print(f"\ntotal {elapsed:.0f} s; CPU used by other processes at start / after each model: {others}; "
           f"1-min load average at start {env['load_average_1min']:.2f}, at end {env['load_average_1min_end']:.2f}")
     if args.json:
-        out = Path(args.json)
-        out.parent.mkdir(parents=True, exist_ok=True)
         payload = {"env": env, "args": {k: v for k, v in vars(args).items()}, "matmul_gflops_per_s": mm,
                    "matmul_2048_start": mm_start, "matmul_2048_end": mm_end, "matmul_4096_gflops_per_s": mm4k,
                    "rows": rows, "summary": summary, "elapsed_s": elapsed}
-        out.write_text(json.dumps(payload, indent=2, default=str))
+        out = write_json(args.json, payload)
         print(f"wrote {out}")
     return 0
 

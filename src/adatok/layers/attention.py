@@ -40,13 +40,17 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, keep: slice | None = None) -> torch.Tensor:
+        """``keep``: only these query positions are computed (keys and values stay all N tokens);
+        the output is then ``B x len(keep) x W``, what the full forward gives at those positions."""
         b, n, w = x.shape
         # B x N x 3W -> 3 x B x H x N x D, one permute; q, k, v are views.
         qkv = self.qkv(x).view(b, n, 3, self.num_heads, w // self.num_heads).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
+        if keep is not None:
+            q = q[:, :, keep]
         if self.use_sdpa:
             out = F.scaled_dot_product_attention(q, k, v)
         else:
             out = attention_reference(q, k, v)
-        return self.proj(out.transpose(1, 2).reshape(b, n, w))
+        return self.proj(out.transpose(1, 2).reshape(b, q.shape[2], w))

@@ -22,19 +22,34 @@ class TransformerBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim, eps=eps)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x))
+    def forward(self, x: torch.Tensor, keep: slice | None = None) -> torch.Tensor:
+        """``keep``: return only these positions, computed alone (every token still serves as key and
+        value): ``B x len(keep) x W``, equal to ``forward(x)[:, keep]``."""
+        if keep is None:
+            x = x + self.attn(self.norm1(x))
+        else:
+            x = x[:, keep] + self.attn(self.norm1(x), keep)
         return x + self.mlp(self.norm2(x))
 
 
 class Transformer(nn.Module):
     """A stack of ``depth`` blocks. Shapes: ``B x N x W`` -> ``B x N x W``."""
 
+    # Class-level switch (like ``Attention.use_sdpa``): False makes ``keep`` slice after the full last
+    # block, as the official code does, for the benchmarks' baseline and for tests.
+    trim_last_block: bool = True
+
     def __init__(self, dim: int, depth: int, num_heads: int, mlp_ratio: float = 4.0):
         super().__init__()
         self.blocks = nn.ModuleList(TransformerBlock(dim, num_heads, mlp_ratio) for _ in range(depth))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for block in self.blocks:
-            x = block(x)
+    def forward(self, x: torch.Tensor, keep: slice | None = None) -> torch.Tensor:
+        """``keep``: the positions the caller reads (``B x len(keep) x W`` returned). The last block
+        then computes only those (its other outputs feed nothing), e.g. TiTok's encoder keeps the K
+        latent tokens of [cls, 256 patches, K latents]: for TiTok-L-32, 32 of 289 tokens."""
+        last = len(self.blocks) - 1
+        for i, block in enumerate(self.blocks):
+            x = block(x, keep if (i == last and keep is not None and self.trim_last_block) else None)
+        if keep is not None and not (self.trim_last_block and last >= 0):
+            x = x[:, keep]
         return x

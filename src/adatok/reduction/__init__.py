@@ -64,11 +64,18 @@ def apply(model: nn.Module, method: Union[str, Config], *, attention: str = "sdp
     ``settings`` are the fields of the method's config (:class:`ToMeConfig`, :class:`EViTConfig`,
     :class:`ImagePieceConfig`); ``attention="eager"`` uses explicit softmax attention (reference
     path); ``trace=True`` records per-block source maps for pictures (:func:`info`). Returns the
-    model. Bad settings, unsupported models and already-patched models raise ``ConfigError``."""
-    from . import timm_patch
+    model. Bad settings, unsupported models and already-patched models raise ``ConfigError``.
+
+    ``model`` may also be a TiTok tokenizer's encoder (``apply(tok.encoder, "tome", r=8)``): ToMe then
+    merges its patch tokens, never its latent tokens (:mod:`.tokenizer_patch`)."""
+    from . import timm_patch, tokenizer_patch
 
     config = make_config(method, **settings)
     reducer_cls = next(r for c, r in METHODS.values() if isinstance(config, c))
+    if tokenizer_patch.is_tokenizer_encoder(model):
+        if trace or attention != "sdpa":
+            raise ConfigError("inside a tokenizer encoder: no trace, and attention follows Attention.use_sdpa")
+        return tokenizer_patch.apply(model, reducer_cls(config))
     return timm_patch.apply(model, reducer_cls(config), attention=attention, trace=trace)
 
 
@@ -89,8 +96,10 @@ def reconfigure(model: nn.Module, method: Union[str, Config, None] = None, *, tr
 
 def remove(model: nn.Module) -> nn.Module:
     """Undo :func:`apply` (the model is exactly the original again)."""
-    from . import timm_patch
+    from . import timm_patch, tokenizer_patch
 
+    if tokenizer_patch.is_tokenizer_encoder(model):
+        return tokenizer_patch.remove(model)
     return timm_patch.remove(model)
 
 

@@ -58,6 +58,8 @@ class TokenState:
     merged: bool = False  # sizes differ from 1 somewhere: the proportional-attention bias matters
     trace: Optional[list] = None
     nonsemantic: Optional[Tensor] = None  # set by ImagePiece for the block trace
+    lengths: Optional[Tensor] = None  # B int64: real tokens per image once a per-image merge padded the batch
+    prop_attn: bool = True  # whether bias() adds log(size) (else only the padding mask, when padded)
 
     @classmethod
     def start(cls, x: Tensor, trace_source: bool, trace: bool) -> "TokenState":
@@ -67,7 +69,10 @@ class TokenState:
                    trace=[] if trace else None)
 
     def bias(self, dtype: torch.dtype) -> Optional[Tensor]:
-        """The proportional-attention mask, or None while every size is 1 (log 1 = 0)."""
+        """The proportional-attention mask (padding, of size 0, gets log 0 = -inf), or None while every
+        size is 1 (log 1 = 0); without proportional attention only the padding mask, once padded."""
+        if self.lengths is not None and not self.prop_attn:
+            return ops.padding_bias(self.size, dtype)
         return ops.size_bias(self.size, dtype) if self.merged else None
 
     def record(self, block: int, tokens_in: int, tokens_out: int) -> None:
@@ -125,7 +130,9 @@ class ReductionInfo:
 
     ``tokens[i]``: tokens ([CLS] included) the MLP of block ``i`` ran on (= tokens leaving it);
     ``size`` B x N (patches per final token); ``dropped`` B (patches pruned); ``source``
-    B x N x N0 when traced; ``blocks``: per-block :class:`BlockTrace` when ``trace=True``."""
+    B x N x N0 when traced; ``blocks``: per-block :class:`BlockTrace` when ``trace=True``. In
+    threshold mode the batch is padded: ``tokens`` are the widths (the longest image), ``lengths`` /
+    ``block_lengths`` the real tokens per image, and ``size`` is 0 on padding."""
 
     method: str
     tokens_in: int
@@ -134,6 +141,8 @@ class ReductionInfo:
     dropped: Optional[Tensor] = None
     source: Optional[Tensor] = None
     blocks: Optional[list] = None
+    lengths: Optional[Tensor] = None  # B: real tokens per image (per-image/threshold mode; None otherwise)
+    block_lengths: list = field(default_factory=list)  # B-tensors after each block (threshold mode)
 
 
 def check_ratio(owner: str, name: str, value, low: float, high: float, low_open: bool = True) -> None:

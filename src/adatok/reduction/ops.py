@@ -4,11 +4,16 @@ Everything here works on a batch of token sequences ``x: B x N x C`` whose token
 per-token sizes ``size: B x N x 1`` (how many input patches a token stands for) and an optional
 source map ``source: B x N x N0`` (0/1: which of the N0 input tokens each token contains). Counts
 are equal for every sample of a batch, so batches stay rectangular; no Python loop runs over
-samples or tokens and nothing reads a tensor value back to the host.
+samples or tokens and nothing reads a tensor value back to the host — except the threshold mode,
+whose per-image counts live in a padded batch (``size == 0`` marks padding) and which reads the new
+width once per merging block.
 
 * ToMe's bipartite soft matching (Bolya et al., ICLR 2023), with the official split (even / odd
   positions), tie order and output order, so that merges and source maps match the official code.
 * A general "merge these pairs" (:class:`PairMerge`) used by ImagePiece's matching inside a subset.
+* Per-image (threshold) merging of a padded batch (:func:`threshold_matching`, :class:`PaddedMerge`):
+  counts differ per image, padding has size 0 and is masked out of attention (:func:`padding_bias`,
+  or ``log 0 = -inf`` through :func:`size_bias`).
 * Pruning: top-k keep by score, the sorted complement, EViT's attention-weighted fusion of dropped
   tokens (Liang et al., ICLR 2022).
 * Class attention and the proportional-attention bias (log size).
@@ -33,19 +38,29 @@ class BipartiteMerge:
     all B tokens by position] (so [CLS], an A token, stays first).
 
     Shapes: ``unm_idx`` B x (Na - r) x 1, ``src_idx`` / ``dst_idx`` B x r x 1 (indices into A / B).
+
+    Applied as one gather of the output tokens from ``x`` (positions ``2 unm`` then the odd ones)
+    and one in-place scatter of the moved tokens into their destinations: the same values, in the
+    same summation order, as gathering from the A/B halves, scattering into a copy of B and
+    concatenating, without the two extra copies of the token tensor.
     """
 
-    def __init__(self, unm_idx: Tensor, src_idx: Tensor, dst_idx: Tensor):
+    def __init__(self, unm_idx: Tensor, src_idx: Tensor, dst_idx: Tensor, num_tokens: int | None = None):
         self.unm_idx, self.src_idx, self.dst_idx = unm_idx, src_idx, dst_idx
         self.r = src_idx.shape[1]
+        na = unm_idx.shape[1] + self.r
+        n = num_tokens if num_tokens is not None else 2 * na  # odd/even halves: Nb = N // 2
+        nb = n // 2
+        odd = torch.arange(1, 2 * nb, 2, device=unm_idx.device).view(1, nb, 1).expand(unm_idx.shape[0], nb, 1)
+        self.out_idx = torch.cat([2 * unm_idx, odd], dim=1)  # B x (N - r) x 1, absolute positions in x
+        self.src_abs = 2 * src_idx  # B x r x 1
+        self.dst_out = dst_idx + (na - self.r)  # B x r x 1, positions in the output
 
     def __call__(self, x: Tensor, mode: str = "sum") -> Tensor:
-        a, b = x[:, ::2, :], x[:, 1::2, :]
-        n, na, c = a.shape
-        kept = a.gather(1, self.unm_idx.expand(n, na - self.r, c))
-        moved = a.gather(1, self.src_idx.expand(n, self.r, c))
-        b = b.scatter_reduce(1, self.dst_idx.expand(n, self.r, c), moved, reduce=mode)
-        return torch.cat([kept, b], dim=1)
+        n, _, c = x.shape
+        out = x.gather(1, self.out_idx.expand(n, self.out_idx.shape[1], c))
+        moved = x.gather(1, self.src_abs.expand(n, self.r, c))
+        return out.scatter_reduce_(1, self.dst_out.expand(n, self.r, c), moved, reduce=mode)
 
 
 def bipartite_soft_matching(metric: Tensor, r: int, class_token: bool = True) -> BipartiteMerge | None:
@@ -67,7 +82,70 @@ def bipartite_soft_matching(metric: Tensor, r: int, class_token: bool = True) ->
         dst_idx = node_idx[..., None].gather(1, src_idx)
         if class_token:
             unm_idx = unm_idx.sort(dim=1)[0]
-    return BipartiteMerge(unm_idx, src_idx, dst_idx)
+    return BipartiteMerge(unm_idx, src_idx, dst_idx, metric.shape[1])
+
+
+class PaddedMerge:
+    """A per-image merge of a padded batch (threshold ToMe): token ``2 i`` of image ``b`` goes into
+    token ``dst[b, i]`` where ``merged[b, i]``; the output keeps, per image, [unmerged A tokens by
+    position, B tokens by position] first and padding after, ``width`` wide; padding rows are 0.
+
+    Shapes: ``dst`` / ``merged`` B x Na (absolute destination positions / bool), ``order`` B x width,
+    ``lengths`` B (valid tokens per image after the merge).
+    """
+
+    def __init__(self, dst: Tensor, merged: Tensor, order: Tensor, lengths: Tensor):
+        self.dst, self.merged, self.order, self.lengths = dst, merged, order, lengths
+        width = order.shape[1]
+        self.valid = (torch.arange(width, device=order.device)[None] < lengths[:, None])[..., None]  # B x width x 1
+
+    def __call__(self, x: Tensor, mode: str = "sum") -> Tensor:
+        n, _, c = x.shape
+        a = x[:, ::2, :]
+        moved = a * self.merged[..., None].to(x.dtype)  # unmerged A tokens add exactly 0 (values >= 0 for amax)
+        out = x.scatter_reduce(1, self.dst[..., None].expand(n, a.shape[1], c), moved, reduce=mode)
+        out = out.gather(1, self.order[..., None].expand(n, self.order.shape[1], c))
+        return out * self.valid.to(x.dtype)
+
+
+def threshold_matching(metric: Tensor, size: Tensor, threshold: float, r_max: int, min_tokens: int) -> PaddedMerge:
+    """ToMe's bipartite matching with a per-image count: every A token whose best cosine similarity to a
+    B token exceeds ``threshold`` is merged, at most ``r_max`` per image and never below ``min_tokens``
+    tokens ([CLS] included); the most similar pairs go first (ToMe's order). Padding (``size == 0``)
+    is neither source nor destination. Batched (no loop over images); one host read, the new width.
+
+    Shapes: ``metric`` B x N x d, ``size`` B x N x 1 (0 on padding) -> :class:`PaddedMerge`."""
+    n, t, _ = metric.shape
+    with torch.no_grad():
+        valid = size[..., 0] > 0
+        lengths = valid.sum(dim=1)
+        unit = metric / metric.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        a, b = unit[:, ::2, :], unit[:, 1::2, :]
+        na = a.shape[1]
+        scores = (a @ b.transpose(-1, -2)).masked_fill(~valid[:, None, 1::2], -math.inf)
+        scores[:, 0, :] = -math.inf  # [CLS] is never a source
+        node_max, node_idx = scores.max(dim=-1)
+        node_max = node_max.masked_fill(~valid[:, ::2], -math.inf)
+        ranked = node_max.argsort(dim=-1, descending=True, stable=True)
+        rank = torch.empty_like(ranked).scatter_(1, ranked, torch.arange(na, device=metric.device).expand(n, na))
+        count = (node_max > threshold).sum(dim=1)
+        count = torch.minimum(count.clamp_max(r_max), (lengths - min_tokens).clamp_min(0))
+        merged = rank < count[:, None]
+        pos = torch.arange(t, device=metric.device)
+        key = torch.where(pos % 2 == 0, pos // 2, na + pos // 2)[None].expand(n, t).clone()  # A first, then B
+        gone = ~valid
+        gone[:, ::2] |= merged
+        key = key.masked_fill(gone, 2 * t)
+        new_lengths = lengths - count
+        width = int(new_lengths.max())
+        order = key.argsort(dim=1, stable=True)[:, :width]
+    return PaddedMerge(2 * node_idx + 1, merged, order, new_lengths)
+
+
+def padding_bias(size: Tensor, dtype: torch.dtype) -> Tensor:
+    """0 for real tokens, -inf for padding (``size == 0``): B x N x 1 -> B x 1 x 1 x N additive mask."""
+    zero = torch.zeros((), dtype=dtype, device=size.device)
+    return torch.where(size[:, None, None, :, 0] > 0, zero, torch.tensor(-math.inf, dtype=dtype, device=size.device))
 
 
 class PairMerge:
@@ -108,9 +186,12 @@ def match_within(metric: Tensor, a_idx: Tensor, b_idx: Tensor, r: int) -> tuple[
 
 def merge_wavg(merge, x: Tensor, size: Tensor) -> tuple[Tensor, Tensor]:
     """Size-weighted average merge: features weighted by size, summed, divided by the summed size
-    (sizes add). ``merge`` is a :class:`BipartiteMerge` or :class:`PairMerge`."""
+    (sizes add). ``merge`` is a :class:`BipartiteMerge`, :class:`PairMerge` or :class:`PaddedMerge`
+    (whose padding has size 0 and features 0)."""
     merged = merge(x * size, mode="sum")
     size = merge(size, mode="sum")
+    if isinstance(merge, PaddedMerge):
+        return (merged / size.clamp_min(1e-12)).to(x.dtype), size
     return (merged / size).to(x.dtype), size
 
 

@@ -192,24 +192,28 @@ def _forward_features(self, x: torch.Tensor, attn_mask=None, is_causal: bool = F
     x = self.patch_drop(x)
     x = self.norm_pre(x)
     state = TokenState.start(x, reducer.trace_source, patch.trace)
+    state.prop_attn = reducer.prop_attn
     info = ReductionInfo(method=reducer.method, tokens_in=x.shape[1])
     eager = patch.attention == "eager"
     for i, blk in enumerate(self.blocks):
         n_in = x.shape[1]
         x = _block(blk, x, state, reducer, i, eager)
         info.tokens.append(x.shape[1])
+        if state.lengths is not None:
+            info.block_lengths.append(state.lengths)
         needs = reducer.needs[i]
         if needs.metric or needs.cls_attn:
             state.record(i, n_in, x.shape[1])
     x = self.norm(x)
     info.size, info.dropped, info.source, info.blocks = state.size[..., 0], state.dropped, state.source, state.trace
+    info.lengths = state.lengths
     patch.last = info
     return x
 
 
 def _block(blk: nn.Module, x: torch.Tensor, state: TokenState, reducer: Reducer, i: int, eager: bool) -> torch.Tensor:
     needs = reducer.needs[i]
-    bias = state if reducer.prop_attn and state.merged else None
+    bias = state if (reducer.prop_attn and state.merged) or state.lengths is not None else None
     out, metric, cls_attn = _attention(blk.attn, blk.norm1(x), bias, needs, eager)
     x = x + blk.drop_path1(blk.ls1(out))
     x = reducer.reduce(i, x, state, metric, cls_attn)

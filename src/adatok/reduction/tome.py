@@ -14,7 +14,7 @@ LayerScale and attention-output norm are honoured.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Union
+from typing import Optional, Union
 
 from torch import Tensor
 
@@ -29,12 +29,20 @@ class ToMeConfig:
     ``inflection``: with an int ``r``, a linear schedule from ``int(r (1 - inflection))`` to
     ``2 r`` minus that (0 = constant, -1 = decreasing); ``prop_attn``: proportional attention
     (the official default, right for off-the-shelf DeiT); ``trace_source``: keep the B x N x N0
-    source map (for pictures)."""
+    source map (for pictures).
+
+    Per-image mode (``threshold`` set, ours; ALGM / ATM-style): in each block every image merges the
+    A tokens whose best key similarity (cosine) exceeds ``threshold`` — at most ``r`` (the block's
+    schedule value, the cap) and never below ``min_tokens`` tokens ([CLS] included, the floor) — so a
+    simple image keeps fewer tokens than a cluttered one. The batch stays one padded tensor (padding
+    at the end, size 0, masked out of attention); ``info(model).lengths`` gives the tokens per image."""
 
     r: Union[int, list] = field(default=8)
     inflection: float = 0.0
     prop_attn: bool = True
     trace_source: bool = False
+    threshold: Optional[float] = None
+    min_tokens: int = 1
 
     def __post_init__(self):
         r = self.r
@@ -47,6 +55,11 @@ class ToMeConfig:
         if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values):
             raise ConfigError(f"ToMeConfig.r={self.r!r}: use a non-negative integer or a list of them (one per block)")
         check_ratio("ToMeConfig", "inflection", self.inflection, -1.0, 1.0, low_open=False)
+        if self.threshold is not None:
+            check_ratio("ToMeConfig", "threshold", self.threshold, -1.0, 1.0)
+        if not isinstance(self.min_tokens, int) or isinstance(self.min_tokens, bool) or self.min_tokens < 1:
+            raise ConfigError(f"ToMeConfig.min_tokens={self.min_tokens!r}: use an integer >= 1 (tokens kept per image, "
+                              "[CLS] included)")
 
 
 class ToMeReducer(Reducer):
@@ -69,7 +82,7 @@ class ToMeReducer(Reducer):
         tokens = num_patches + 1
         for i, r in enumerate(self.schedule):
             most = (tokens - 1) // 2
-            if r > most:
+            if r > most and self.config.threshold is None:  # in threshold mode r is a cap, clipped per image
                 raise ConfigError(
                     f"ToMe r={r} at block {i} is larger than possible: {tokens} tokens left allow at most "
                     f"{most} merges; lower r (r <= {self._max_constant_r(depth, num_patches)} for a constant schedule)")
@@ -92,6 +105,8 @@ class ToMeReducer(Reducer):
         return best
 
     def token_counts(self, num_patches: int) -> list[int]:
+        """Tokens after each block; in threshold mode the fewest possible (every cap reached, floor
+        ignored): images keep at least these."""
         out, tokens = [], num_patches + 1
         for r in self.schedule:
             tokens -= min(r, (tokens - 1) // 2)
@@ -101,6 +116,13 @@ class ToMeReducer(Reducer):
     def reduce(self, i: int, x: Tensor, state: TokenState, metric, cls_attn) -> Tensor:
         r = self.schedule[i]
         if r <= 0:
+            return x
+        if self.config.threshold is not None:
+            padded = ops.threshold_matching(metric, state.size, self.config.threshold, r, self.config.min_tokens)
+            if state.source is not None:
+                state.source = ops.merge_source(padded, state.source)
+            x, state.size = ops.merge_wavg(padded, x, state.size)
+            state.lengths, state.merged = padded.lengths, True
             return x
         merge = ops.bipartite_soft_matching(metric, r, class_token=True)
         if merge is None:  # fewer tokens than planned (another input size): nothing to merge

@@ -57,9 +57,9 @@ class TiTokEncoder(nn.Module):
         latents = (latent_tokens + self.latent_pos_embed).expand(b, -1, -1)
         # [cls, patches, latents]; the order is irrelevant numerically (no mask, positions added
         # before concatenation) but kept as the official code for readability of comparisons.
-        x = self.transformer(self.norm_pre(torch.cat([cls, patches, latents], dim=1)))
         k = latents.shape[1]
-        x = self.norm_post(x[:, -k:])
+        x = self.transformer(self.norm_pre(torch.cat([cls, patches, latents], dim=1)), keep=slice(-k, None))
+        x = self.norm_post(x)
         if self.legacy_reshape:
             # Official s128/b64/l32 quirk: the contiguous B x K x W block is re-read as B x W x K,
             # so "token" k gathers fragments of several outputs. The released weights depend on it.
@@ -93,8 +93,8 @@ class TiTokDecoder(nn.Module):
         latents = self.embed(codes) + self.latent_pos_embed[:k]
         masks = (self.mask_token[0] + self.pos_embed[1:]).expand(b, -1, -1)
         cls = (self.cls_token + self.pos_embed[:1]).expand(b, -1, -1)
-        x = self.transformer(self.norm_pre(torch.cat([cls, masks, latents], dim=1)))
-        return self.head(self.norm_post(x[:, 1 : 1 + self.num_cells]))
+        x = self.transformer(self.norm_pre(torch.cat([cls, masks, latents], dim=1)), keep=slice(1, 1 + self.num_cells))
+        return self.head(self.norm_post(x))
 
 
 class TiTok(Tokenizer):
