@@ -5,12 +5,14 @@ from __future__ import annotations
 import torch
 
 from ..errors import InputError
+from ..tracing import is_tracing
 
 
 def check_images(images, image_size: int) -> torch.Tensor:
     """Validate a ``B x 3 x H x W`` float batch in [0, 1] of the model's size; return it.
 
-    Costs one host sync (min/max/finite), once per call, never inside a loop.
+    Costs one host sync (min/max/finite), once per call, never inside a loop; skipped while
+    ``torch.compile`` / ``torch.export`` trace the call (shapes and dtype are still checked).
     """
     if not isinstance(images, torch.Tensor):
         raise InputError(f"images must be a torch.Tensor, got {type(images).__name__}")
@@ -28,6 +30,8 @@ def check_images(images, image_size: int) -> torch.Tensor:
             f"this model takes {image_size}x{image_size} images, got {images.shape[-2]}x{images.shape[-1]}: "
             f"resize + center-crop first (adatok.data.load_image does)"
         )
+    if is_tracing():  # value checks need a host sync: eager only (adatok/tracing.py)
+        return images
     stats = torch.stack([images.isfinite().all().float(), images.amin().float(), images.amax().float()])
     finite, lo, hi = stats.tolist()
     if not finite:
