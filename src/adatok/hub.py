@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Optional, cast
 
 import torch
 from safetensors import SafetensorError
@@ -21,6 +21,7 @@ from .atomic import atomic_write_bytes, atomic_write_path
 from .config_utils import config_from_dict, config_to_dict, replace_config
 from .convert_utils import check_against_model
 from .errors import CheckpointError, ConfigError
+from .interfaces import Tokenizer
 from .registry import FAMILIES, PRESETS, Family, _ensure_loaded, create_model, family_of_config, get_preset
 
 FORMAT = "adatok"
@@ -29,7 +30,7 @@ WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.bin")
 
 
 # ------------------------------------------------------------------------------------ save
-def save(model: torch.nn.Module, path) -> Path:
+def save(model: torch.nn.Module | Tokenizer, path) -> Path:
     """Write ``model`` to folder ``path`` (config.json + model.safetensors), atomically per file."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
@@ -91,7 +92,7 @@ def _weights_in_folder(folder: Path) -> Path:
 
 
 # ------------------------------------------------------------------------------------ load
-def load(name_or_path, weights=None, device="cpu", **overrides) -> torch.nn.Module:
+def load(name_or_path, weights=None, device="cpu", **overrides) -> Tokenizer:
     """Load a model, in eval mode.
 
     ``name_or_path`` is a preset name (``"titok_l32"``), a folder (ours, or an official hub
@@ -114,7 +115,7 @@ def load(name_or_path, weights=None, device="cpu", **overrides) -> torch.nn.Modu
     else:
         get_preset(name)  # raises the "unknown model ... did you mean" error
         raise AssertionError("unreachable")
-    return model.to(device).eval()
+    return cast(Tokenizer, model.to(device).eval())  # an nn.Module; typed as adatok/interfaces.py
 
 
 def _load_preset(name: str, weights, overrides: dict) -> torch.nn.Module:
