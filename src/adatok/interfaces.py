@@ -11,6 +11,7 @@ Purely static: nothing here runs or is checked at run time.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Iterator, Protocol
 
 import torch
@@ -38,6 +39,12 @@ class Tokenizer(Protocol):
     def decode_ids(self, ids: torch.Tensor | None, *args: Any, **kwargs: Any) -> torch.Tensor:
         """Token ids ``B x L`` -> images (``None``, a continuous tokenizer's ids, raises InputError)."""
         ...
+
+    def save_pretrained(self, save_directory: Any, **kwargs: Any) -> Path:
+        """config.json + model.safetensors + a README.md model card (adatok/hub_mixin.py)."""
+        ...
+
+    def push_to_hub(self, repo_id: str, **kwargs: Any) -> str: ...
 
     def eval(self) -> Tokenizer: ...
 

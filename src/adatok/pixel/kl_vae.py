@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from adatok.errors import ConfigError
+from adatok.hub_mixin import HubMixin
 from adatok.pixel.layout import GN_GROUPS as _GN_GROUPS
 from adatok.pixel.layout import ConvLayout
 from adatok.quantizers.kl import DiagonalGaussian
@@ -235,7 +236,7 @@ class KLDecoder(nn.Module):
         return self.conv_out(_silu(self.norm_out(h)))
 
 
-class KLVAE(nn.Module):
+class KLVAE(HubMixin, nn.Module):
     """The KL autoencoder (encoder, diagonal-Gaussian posterior, decoder) with the official LDM layout.
 
     Also a tokenizer of its own (``encode`` -> continuous ``Tokens`` of h*w row-major latents,

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from adatok.errors import ConfigError, InputError
+from adatok.hub_mixin import HubMixin
 from adatok.pixel.layout import ConvLayout
 from adatok.tokenizers.base import check_images
 from adatok.types import Tokens
@@ -227,7 +228,7 @@ class MaskGITVQGANOutput:
     quantizer_loss: torch.Tensor
 
 
-class MaskGITVQGAN(nn.Module):
+class MaskGITVQGAN(HubMixin, nn.Module):
     """The MaskGIT-VQGAN (encoder, nearest-neighbour VQ, decoder) with the official state-dict layout.
 
     Shapes: see the module docstring; ids are row-major over the h x w latent grid.

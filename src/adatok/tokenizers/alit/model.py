@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from ...errors import InputError
+from ...hub_mixin import HubMixin
 from ...layers.block import TransformerBlock
 from ...layers.init import trunc_normal_init_
 from ...pixel.kl_vae import KLVAE
@@ -38,7 +39,7 @@ from .modules import ALITDecoder, ALITEncoder
 from .rollout import PAD_ID, Rollout, Selection, adaptive_rollout, full_rollout
 
 
-class ALIT(nn.Module):
+class ALIT(HubMixin, nn.Module):
     def __init__(self, config: Optional[ALITConfig] = None):
         super().__init__()
         config = config if config is not None else ALITConfig()

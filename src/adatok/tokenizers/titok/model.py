@@ -12,6 +12,7 @@ from ...layers import Transformer
 from ...pixel.maskgit_vqgan import PixelDecoder, soft_codes
 from ...quantizers import DiagonalGaussian, VectorQuantizer
 from ...types import Tokens, TokenizerOutput
+from ...hub_mixin import HubMixin
 from ..base import check_ids, check_images
 from ...layers.init import trunc_normal_init_
 from .config import TiTokConfig
@@ -116,7 +117,7 @@ class TiTokDecoder(nn.Module):
         return self.head(self.norm_post(x[:, 1 : 1 + self.num_cells]))
 
 
-class TiTok(nn.Module):
+class TiTok(HubMixin, nn.Module):
     """The TiTok tokenizer. Images are ``B x 3 x H x W`` float in [0, 1].
 
     >>> tok = TiTok(TiTokConfig(...)); t = tok.encode(images); recon = tok.decode(t)
