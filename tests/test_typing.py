@@ -1,5 +1,5 @@
 """mypy accepts the README's Python snippets as written (create_model / load are typed as the
-tokenizer interface, adatok/interfaces.py), and really reads adatok's types: a wrong use is
+tokenizer interface, adatok/model_types.py), and really reads adatok's types: a wrong use is
 rejected in the same run."""
 
 import re

@@ -21,7 +21,7 @@ from .atomic import atomic_write_bytes, atomic_write_path
 from .config_utils import config_from_dict, config_to_dict, replace_config
 from .convert_utils import check_against_model
 from .errors import CheckpointError, ConfigError
-from .interfaces import Tokenizer
+from .model_types import LoadedModel
 from .registry import FAMILIES, PRESETS, Family, _ensure_loaded, create_model, family_of_config, get_preset
 
 FORMAT = "adatok"
@@ -30,7 +30,7 @@ WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.bin")
 
 
 # ------------------------------------------------------------------------------------ save
-def save(model: torch.nn.Module | Tokenizer, path) -> Path:
+def save(model: torch.nn.Module | LoadedModel, path) -> Path:
     """Write ``model`` to folder ``path`` (config.json + model.safetensors), atomically per file."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
@@ -92,7 +92,7 @@ def _weights_in_folder(folder: Path) -> Path:
 
 
 # ------------------------------------------------------------------------------------ load
-def load(name_or_path, weights=None, device="cpu", **overrides) -> Tokenizer:
+def load(name_or_path, weights=None, device="cpu", **overrides) -> LoadedModel:
     """Load a model, in eval mode.
 
     ``name_or_path`` is a preset name (``"titok_l32"``), a folder (ours, or an official hub
@@ -115,7 +115,7 @@ def load(name_or_path, weights=None, device="cpu", **overrides) -> Tokenizer:
     else:
         get_preset(name)  # raises the "unknown model ... did you mean" error
         raise AssertionError("unreachable")
-    return cast(Tokenizer, model.to(device).eval())  # an nn.Module; typed as adatok/interfaces.py
+    return cast(LoadedModel, model.to(device).eval())  # an nn.Module; typed as adatok/model_types.py
 
 
 def _load_preset(name: str, weights, overrides: dict) -> torch.nn.Module:

@@ -73,3 +73,30 @@ class TokenizerOutput:
     tokens: Tokens
     quantizer_loss: torch.Tensor
     stats: dict = field(default_factory=dict)
+
+
+@dataclass
+class Selection:
+    """What an adaptive tokenizer's ``select`` returns.
+
+    Shapes:
+        tokens:  ``Tokens`` padded to ``max_tokens`` (ids ``PAD_ID`` beyond each image's length)
+        images:  B x 3 x H x W in [0, 1] at the chosen lengths (``None`` when not asked for)
+        errors:  B x T the criterion's error at each allowed length (T = len(allowed_lengths));
+                 NaN where it was not evaluated for that image (early exit, or a search skipped it)
+        iterations_run: how many batched length steps (iterations or decodes) ran
+    """
+
+    tokens: Tokens
+    images: Optional[torch.Tensor]
+    errors: torch.Tensor
+    iterations_run: int
+
+
+@dataclass
+class RateSweep:
+    """Reconstructions at several lengths: ``images[t]`` (B x 3 x H x W in [0, 1]) at
+    ``lengths[t]`` tokens, for t in range(T). ``images`` is T x B x 3 x H x W."""
+
+    lengths: tuple[int, ...]
+    images: torch.Tensor

@@ -152,6 +152,6 @@ def test_length_aware_pipeline_decodes_with_a_variable_length_tokenizer():
     assert forced.lengths.tolist() == [24, 24]
     with pytest.raises(InputError, match="lengths must be among"):
         gen.generate(num_samples=2, lengths=12)
-    with pytest.raises(ConfigError, match="length-aware but this tokenizer's decode_ids takes no lengths"):
+    with pytest.raises(ConfigError, match="length-aware but this tokenizer is fixed-length"):
         generate_images(adatok.create_model("maskgit_length_tiny", num_tokens=8, lengths=(4, 8)),
                         adatok.create_model("titok_tiny"), n=1)

@@ -9,46 +9,45 @@
 
 from __future__ import annotations
 
-import inspect
 from typing import Optional, Sequence
 
 import torch
 
 from ..errors import ConfigError, InputError
+from ..interface import AdaptiveTokenizer, Tokenizer
 from .config import check_sampling
 from .maskgit import Generated, MaskGIT
 
 
-def check_pair(generator: MaskGIT, tokenizer) -> None:
-    """One-line error unless ``generator`` models ``tokenizer``'s tokens (codebook, token count)."""
+def check_pair(generator: MaskGIT, tokenizer: Tokenizer) -> None:
+    """One-line error unless ``generator`` models ``tokenizer``'s tokens (codebook, token count,
+    lengths), read from the tokenizer interface (``adatok.interface``)."""
     g = generator.config
-    tcfg = getattr(tokenizer, "config", None)
-    if getattr(tcfg, "quantizer", "vq") != "vq":
-        raise ConfigError("this tokenizer has continuous (KL) tokens: MaskGIT generates discrete ids; "
+    if not isinstance(tokenizer, Tokenizer):
+        raise ConfigError(f"expected an adatok tokenizer, got {type(tokenizer).__name__}")
+    if not tokenizer.discrete:
+        raise ConfigError("this tokenizer has continuous tokens: MaskGIT generates discrete ids; "
                           "use a VQ tokenizer")
-    codebook = getattr(tcfg, "codebook_size", None)
-    if codebook is not None and codebook != g.codebook_size:
+    if tokenizer.codebook_size != g.codebook_size:
         raise ConfigError(f"the generator predicts {g.codebook_size} codes but the tokenizer has a codebook of "
-                          f"{codebook}: pair the generator with the tokenizer it was trained on")
-    tokens = getattr(tokenizer, "num_tokens", None)
-    if tokens is not None and (tokens < g.num_tokens if g.lengths else tokens != g.num_tokens):
+                          f"{tokenizer.codebook_size}: pair the generator with the tokenizer it was trained on")
+    tokens = tokenizer.max_tokens
+    if tokens < g.num_tokens if g.lengths else tokens != g.num_tokens:
         raise ConfigError(f"the generator makes {g.num_tokens} tokens per image but the tokenizer reads {tokens}: "
                           f"pair the generator with the tokenizer it was trained on")
-    if g.lengths and not _takes_lengths(tokenizer):
-        raise ConfigError("the generator is length-aware but this tokenizer's decode_ids takes no lengths: "
-                          "pair it with a variable-length tokenizer (ALIT)")
+    if g.lengths:
+        if not isinstance(tokenizer, AdaptiveTokenizer):
+            raise ConfigError("the generator is length-aware but this tokenizer is fixed-length (its decode_ids "
+                              "takes no lengths): pair it with an adaptive tokenizer (ALIT, a prefix tokenizer)")
+        bad = sorted(set(g.lengths) - set(tokenizer.allowed_lengths))
+        if bad:
+            raise ConfigError(f"the generator makes lengths {bad} that the tokenizer cannot decode "
+                              f"(its lengths: {list(tokenizer.allowed_lengths)})")
 
 
-def _takes_lengths(tokenizer) -> bool:
-    try:
-        return "lengths" in inspect.signature(tokenizer.decode_ids).parameters
-    except (TypeError, ValueError, AttributeError):
-        return False
-
-
-def decode(tokenizer, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+def decode(tokenizer: Tokenizer, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """Ids ``B x K`` (+ ``lengths``) -> images in [0, 1] through the tokenizer."""
-    if _takes_lengths(tokenizer):
+    if isinstance(tokenizer, AdaptiveTokenizer):
         return tokenizer.decode_ids(ids, lengths=lengths)
     return tokenizer.decode_ids(ids)
 

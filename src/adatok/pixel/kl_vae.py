@@ -34,7 +34,9 @@ from adatok.hub_mixin import HubMixin
 from adatok.pixel.layout import GN_GROUPS as _GN_GROUPS
 from adatok.pixel.layout import ConvLayout
 from adatok.quantizers.kl import DiagonalGaussian
-from adatok.tokenizers.base import check_images
+from adatok.checks import check_images
+from adatok.errors import InputError
+from adatok.interface import Tokenizer
 from adatok.types import Tokens
 
 
@@ -236,7 +238,7 @@ class KLDecoder(nn.Module):
         return self.conv_out(_silu(self.norm_out(h)))
 
 
-class KLVAE(HubMixin, nn.Module):
+class KLVAE(HubMixin, Tokenizer):
     """The KL autoencoder (encoder, diagonal-Gaussian posterior, decoder) with the official LDM layout.
 
     Also a tokenizer of its own (``encode`` -> continuous ``Tokens`` of h*w row-major latents,
@@ -257,8 +259,12 @@ class KLVAE(HubMixin, nn.Module):
         return self.config.image_size
 
     @property
-    def num_tokens(self) -> int:
+    def max_tokens(self) -> int:
         return self.config.num_tokens
+
+    @property
+    def codebook_size(self) -> None:
+        return None  # continuous latents
 
     def posterior(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Images in [0, 1] -> (mean, logvar clamped to [-30, 20]), each B x E x h x w."""
@@ -296,8 +302,8 @@ class KLVAE(HubMixin, nn.Module):
         images = self.decode_latents(tokens.codes.transpose(1, 2).unflatten(2, (side, side)))
         return images.clamp(0, 1) if clamp else images
 
-    def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
-        return self.decode(self.encode(images))
+    def decode_ids(self, ids: torch.Tensor, lengths: Optional[torch.Tensor] = None, clamp: bool = True) -> torch.Tensor:
+        raise InputError("the KL-VAE has continuous latents (no ids): decode its Tokens instead of ids")
 
     def last_layer(self) -> torch.Tensor:
         """Weight of the layer that makes the pixels (for the adaptive GAN weight)."""

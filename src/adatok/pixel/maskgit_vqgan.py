@@ -22,7 +22,8 @@ from torch import nn
 from adatok.errors import ConfigError, InputError
 from adatok.hub_mixin import HubMixin
 from adatok.pixel.layout import ConvLayout
-from adatok.tokenizers.base import check_images
+from adatok.checks import check_full_lengths, check_images
+from adatok.interface import Tokenizer
 from adatok.types import Tokens
 
 
@@ -228,7 +229,7 @@ class MaskGITVQGANOutput:
     quantizer_loss: torch.Tensor
 
 
-class MaskGITVQGAN(HubMixin, nn.Module):
+class MaskGITVQGAN(HubMixin, Tokenizer):
     """The MaskGIT-VQGAN (encoder, nearest-neighbour VQ, decoder) with the official state-dict layout.
 
     Shapes: see the module docstring; ids are row-major over the h x w latent grid.
@@ -274,8 +275,12 @@ class MaskGITVQGAN(HubMixin, nn.Module):
         return self.config.image_size
 
     @property
-    def num_tokens(self) -> int:
+    def max_tokens(self) -> int:
         return self.config.latent_size**2
+
+    @property
+    def codebook_size(self) -> int:
+        return self.config.codebook_size
 
     def encode_ids(self, images: torch.Tensor) -> torch.Tensor:
         """Images B x 3 x H x W in [0, 1] -> ids B x (h*w) int64 (TiTok's stage-1 proxy codes)."""
@@ -297,9 +302,6 @@ class MaskGITVQGAN(HubMixin, nn.Module):
         images = self.decode_codes(tokens.codes.transpose(1, 2).unflatten(2, (side, side)))
         return images.clamp(0, 1) if clamp else images
 
-    def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
-        return self.decode(self.encode(images))
-
     def codes_from_ids(self, ids: torch.Tensor) -> torch.Tensor:
         """ids B x N (N square) or B x h x w -> codebook rows B x z x h x w."""
         return F.embedding(ids_to_grid(ids), self.codebook).permute(0, 3, 1, 2).contiguous()
@@ -308,15 +310,20 @@ class MaskGITVQGAN(HubMixin, nn.Module):
         """Codes B x z x h x w -> images B x 3 x H x W, unclamped."""
         return self.decoder(codes)
 
-    def decode_ids(self, ids: torch.Tensor) -> torch.Tensor:
-        """ids B x N (N square) or B x h x w -> images clamped to [0, 1] (as the official ``decode``)."""
+    def decode_ids(self, ids: torch.Tensor, lengths: Optional[torch.Tensor] = None, clamp: bool = True) -> torch.Tensor:
+        """ids B x N (N square) or B x h x w -> images, clamped to [0, 1] as the official ``decode``
+        (unless ``clamp=False``). Fixed length: ``lengths``, if given, must be N for every image."""
+        if not isinstance(ids, torch.Tensor):
+            raise InputError(f"token ids must be a torch.Tensor, got {type(ids).__name__}")
         if ids.dtype.is_floating_point or ids.dtype == torch.bool or ids.is_complex():
             raise InputError(f"ids have dtype {ids.dtype}: pass integer token ids (int64)")
         grid = ids_to_grid(ids)
+        check_full_lengths(lengths, grid.flatten(1))
         v = self.config.codebook_size
         if grid.numel() and bool(((grid < 0) | (grid >= v)).any()):
             raise InputError(f"ids out of range: values must lie in [0, {v}) (codebook_size)")
-        return self.decode_codes(self.codes_from_ids(grid.long())).clamp_(0.0, 1.0)
+        images = self.decode_codes(self.codes_from_ids(grid.long()))
+        return images.clamp_(0.0, 1.0) if clamp else images
 
     def decode_soft(self, probs: torch.Tensor) -> torch.Tensor:
         """probs B x V x h x w (softmax over V) -> images B x 3 x H x W (unclamped) via soft codes."""

@@ -2,6 +2,7 @@
 
 from .config import ALIT_SIZES, ALITConfig
 from .model import ALIT, PAD_ID
-from .rollout import Iteration, Rollout, Selection
+from ...types import Selection
+from .rollout import Iteration, Rollout
 
 __all__ = ["ALIT", "ALITConfig", "ALIT_SIZES", "PAD_ID", "Iteration", "Rollout", "Selection"]

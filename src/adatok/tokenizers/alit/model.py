@@ -31,15 +31,16 @@ from ...layers.init import trunc_normal_init_
 from ...pixel.kl_vae import KLVAE
 from ...pixel.maskgit_vqgan import MaskGITVQGAN
 from ...quantizers import VectorQuantizer
-from ...types import Tokens
-from ..base import check_ids, check_images
+from ...checks import check_ids, check_images
+from ...interface import PAD_ID, AdaptiveTokenizer
+from ...types import RateSweep, Selection, Tokens
 from ..selection import TokenConfidence, calibrate_confidence, get_criterion
 from .config import ALITConfig
 from .modules import ALITDecoder, ALITEncoder
-from .rollout import PAD_ID, Rollout, Selection, adaptive_rollout, full_rollout
+from .rollout import Rollout, adaptive_rollout, full_rollout
 
 
-class ALIT(HubMixin, nn.Module):
+class ALIT(HubMixin, AdaptiveTokenizer):
     def __init__(self, config: Optional[ALITConfig] = None):
         super().__init__()
         config = config if config is not None else ALITConfig()
@@ -61,9 +62,19 @@ class ALIT(HubMixin, nn.Module):
         return self.config.image_size
 
     @property
-    def num_tokens(self) -> int:
+    def max_tokens(self) -> int:
         """The maximum length (ids are padded to it)."""
         return self.config.max_tokens
+
+    @property
+    def codebook_size(self) -> Optional[int]:
+        return self.config.codebook_size if self.config.quantized else None
+
+    @property
+    def allowed_lengths(self) -> tuple[int, ...]:
+        """One length per recurrent iteration: tokens_per_iter, 2 * tokens_per_iter, ..."""
+        step = self.config.tokens_per_iter
+        return tuple(step * (k + 1) for k in range(self.config.max_iters))
 
     # -- building blocks the rollout uses -----------------------------------------------------
     def base_ids(self, base_latents: torch.Tensor) -> torch.Tensor:
@@ -182,6 +193,20 @@ class ALIT(HubMixin, nn.Module):
                 images = self.base.decode_codes(self.soft_codes(logits.float().softmax(-1)))
             out[rows] = images.float()
         return out.clamp_(0, 1) if clamp else out
+
+    def sweep(self, images: torch.Tensor, lengths: Optional[tuple[int, ...]] = None,
+              generator: Optional[torch.Generator] = None) -> RateSweep:
+        """Reconstructions at each of ``lengths`` (default every iteration's): one rollout of the
+        iterations up to the longest, pixel-decoding only the iterations asked for."""
+        allowed = self.allowed_lengths
+        lengths = allowed if lengths is None else tuple(int(n) for n in lengths)
+        bad = [n for n in lengths if n not in allowed]
+        if bad or not lengths:
+            raise InputError(f"lengths {list(bad) or list(lengths)} are not among this model's {list(allowed)}")
+        at = sorted({allowed.index(n) for n in lengths})
+        r = self.rollout(images, iters=at[-1] + 1, pixels=at, generator=generator)
+        images_out = torch.stack([r.iterations[allowed.index(n)].images.float().clamp(0, 1) for n in lengths])
+        return RateSweep(lengths, images_out)
 
     def reconstruct(self, images: torch.Tensor, criterion="budget", threshold=None, max_tokens=None) -> torch.Tensor:
         return self.select(images, criterion, threshold, max_tokens).images

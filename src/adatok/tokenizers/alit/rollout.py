@@ -22,10 +22,10 @@ from typing import Optional
 
 import torch
 
-from ...types import Tokens
+from ...interface import PAD_ID
+from ...types import Selection, Tokens
 from ..selection import Criterion, IterationStats
 
-PAD_ID = -1  # padding of ids beyond an image's length
 
 
 @dataclass
@@ -52,17 +52,6 @@ class Rollout:
     base_latents: torch.Tensor  # B x C x G x G (VAE: the scaled latents, sample or mean)
     gt: Optional[torch.Tensor]  # B x N2 (None for a VAE base)
     iterations: list[Iteration] = field(default_factory=list)
-
-
-@dataclass
-class Selection:
-    """Result of adaptive encoding: padded tokens + lengths, the chosen reconstructions, and the
-    criterion's error of every iteration that ran (NaN where an image had already stopped)."""
-
-    tokens: Tokens
-    images: Optional[torch.Tensor]  # B x 3 x H x W clamped, at the chosen length
-    errors: torch.Tensor  # B x T
-    iterations_run: int
 
 
 def _decode_step(model, x, gt, k, generator, want_pixels: bool, halting: bool):

@@ -5,6 +5,8 @@ rebuilds the 2D image (directly, or as proxy codes of a MaskGIT-VQGAN). Spec: sp
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 from torch import nn
 
@@ -12,8 +14,10 @@ from ...layers import Transformer
 from ...pixel.maskgit_vqgan import PixelDecoder, soft_codes
 from ...quantizers import DiagonalGaussian, VectorQuantizer
 from ...types import Tokens, TokenizerOutput
+from ...checks import check_full_lengths, check_ids, check_images
+from ...errors import InputError
+from ...interface import Tokenizer
 from ...hub_mixin import HubMixin
-from ..base import check_ids, check_images
 from ...layers.init import trunc_normal_init_
 from .config import TiTokConfig
 
@@ -117,7 +121,7 @@ class TiTokDecoder(nn.Module):
         return self.head(self.norm_post(x[:, 1 : 1 + self.num_cells]))
 
 
-class TiTok(HubMixin, nn.Module):
+class TiTok(HubMixin, Tokenizer):
     """The TiTok tokenizer. Images are ``B x 3 x H x W`` float in [0, 1].
 
     >>> tok = TiTok(TiTokConfig(...)); t = tok.encode(images); recon = tok.decode(t)
@@ -144,8 +148,12 @@ class TiTok(HubMixin, nn.Module):
             self.pixel_decoder.to(memory_format=torch.channels_last)
 
     @property
-    def num_tokens(self) -> int:
+    def max_tokens(self) -> int:
         return self.config.num_tokens
+
+    @property
+    def codebook_size(self) -> Optional[int]:
+        return self.config.codebook_size if self.config.quantizer == "vq" else None
 
     @property
     def image_size(self) -> int:
@@ -171,7 +179,7 @@ class TiTok(HubMixin, nn.Module):
     def decode_logits(self, codes: torch.Tensor) -> torch.Tensor:
         """Proxy-code logits ``B x V x G x G`` of a two-stage model (the stage-1 training target)."""
         if self.config.decoder_head != "proxy":
-            raise TypeError("decode_logits is only defined for decoder_head='proxy' models")
+            raise InputError("decode_logits is only defined for two-stage (decoder_head='proxy') models")
         logits = self.decoder(codes)
         g = self.config.decoder_grid_size
         return logits.transpose(1, 2).unflatten(2, (g, g))
@@ -191,15 +199,14 @@ class TiTok(HubMixin, nn.Module):
         images = self._decode_codes(codes)
         return images.clamp(0, 1) if clamp else images
 
-    def decode_ids(self, ids: torch.Tensor, clamp: bool = True) -> torch.Tensor:
-        """Token ids ``B x K`` (or ``B x 1 x K``) -> images ``B x 3 x H x W``."""
+    def decode_ids(self, ids: torch.Tensor, lengths: Optional[torch.Tensor] = None, clamp: bool = True) -> torch.Tensor:
+        """Token ids ``B x K`` (or ``B x 1 x K``) -> images ``B x 3 x H x W``. A fixed-length
+        tokenizer reads all K ids: ``lengths``, if given, must be K for every image."""
         if self.config.quantizer != "vq":
-            raise TypeError("this tokenizer has continuous tokens: decode its Tokens.codes instead of ids")
+            raise InputError("this tokenizer has continuous tokens (no ids): decode its Tokens instead of ids")
         ids = check_ids(ids, self.num_tokens)
+        check_full_lengths(lengths, ids)
         return self.decode(self.quantizer.lookup(ids), clamp=clamp)
-
-    def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
-        return self.decode(self.encode(images))
 
     # ---------------------------------------------------------------- train
     def forward(self, images: torch.Tensor, sample: bool = True, decode_pixels: bool = True) -> TokenizerOutput:
