@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from .errors import InputError
+from .tracing import is_tracing
 
 
 def check_images(images, image_size: int, model: torch.nn.Module | None = None) -> torch.Tensor:
@@ -14,7 +15,8 @@ def check_images(images, image_size: int, model: torch.nn.Module | None = None) 
     model) are converted to it (outside autocast), instead of failing in the first conv. An empty
     batch (B = 0) passes: the model returns empty results.
 
-    Costs one host sync (min/max/finite), once per call, never inside a loop.
+    Costs one host sync (min/max/finite), once per call, never inside a loop; skipped while
+    ``torch.compile`` / ``torch.export`` trace the call (shapes and dtype are still checked).
     """
     if not isinstance(images, torch.Tensor):
         raise InputError(f"images must be a torch.Tensor, got {type(images).__name__}")
@@ -34,6 +36,8 @@ def check_images(images, image_size: int, model: torch.nn.Module | None = None) 
         )
     if model is not None:
         images = _as_weight_dtype(images, model)
+    if is_tracing():  # value checks need a host sync: eager only (adatok/tracing.py)
+        return images
     if images.shape[0] == 0:
         return images
     stats = torch.stack([images.isfinite().all().float(), images.amin().float(), images.amax().float()])
@@ -80,6 +84,8 @@ def check_full_lengths(lengths, ids: torch.Tensor) -> None:
         return
     if not isinstance(lengths, torch.Tensor) or lengths.shape != (ids.shape[0],):
         raise InputError(f"lengths must be a tensor of shape ({ids.shape[0]},), one per row of ids")
+    if is_tracing():  # a value check: eager only
+        return
     if bool((lengths != ids.shape[1]).any()):
         raise InputError(
             f"this is a fixed-length tokenizer: every image has {ids.shape[1]} tokens, got lengths {lengths.tolist()}"

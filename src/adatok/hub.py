@@ -13,7 +13,7 @@ import dataclasses
 import difflib
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
 import torch
 from safetensors import SafetensorError
@@ -23,6 +23,7 @@ from .atomic import atomic_write_bytes, atomic_write_path
 from .config_utils import config_from_dict, config_to_dict, replace_config
 from .convert_utils import check_against_model
 from .errors import CheckpointError, ConfigError
+from .model_types import LoadedModel
 from .registry import FAMILIES, PRESETS, Family, _ensure_loaded, create_model, family_of_config, get_preset
 
 FORMAT = "adatok"
@@ -31,7 +32,7 @@ WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.bin")
 
 
 # ------------------------------------------------------------------------------------ save
-def save(model: torch.nn.Module, path) -> Path:
+def save(model: torch.nn.Module | LoadedModel, path) -> Path:
     """Write ``model`` to folder ``path`` (config.json + model.safetensors), atomically per file."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
@@ -107,7 +108,7 @@ def _weights_in_folder(folder: Path) -> Path:
 
 
 # ------------------------------------------------------------------------------------ load
-def load(name_or_path, weights=None, device="cpu", **overrides) -> torch.nn.Module:
+def load(name_or_path, weights=None, device="cpu", **overrides) -> LoadedModel:
     """Load a model, in eval mode.
 
     ``name_or_path`` is a preset name (``"titok_l32"``), a folder (ours, or an official hub
@@ -132,7 +133,7 @@ def load(name_or_path, weights=None, device="cpu", **overrides) -> torch.nn.Modu
     else:
         get_preset(name)  # raises the "unknown model ... did you mean" error
         raise AssertionError("unreachable")
-    return model.to(device).eval()
+    return cast(LoadedModel, model.to(device).eval())  # an nn.Module; typed as adatok/model_types.py
 
 
 def _load_preset(name: str, weights, overrides: dict) -> torch.nn.Module:

@@ -8,12 +8,13 @@ checkpoints map one-to-one, plus ``*_tiny`` presets for tests and CPU demos).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, cast
 
 from torch import nn
 
 from .config_utils import replace_config
 from .errors import ConfigError
+from .model_types import LoadedModel
 
 
 @dataclass(frozen=True)
@@ -91,10 +92,11 @@ def family_of_config(config) -> Family:
     raise ConfigError(f"no model family takes a {type(config).__name__}")
 
 
-def create_model(config_or_name, **overrides) -> nn.Module:
-    """Build a randomly initialised model from a preset name or a config object."""
+def create_model(config_or_name, **overrides) -> LoadedModel:
+    """Build a randomly initialised model from a preset name or a config object (an ``nn.Module``;
+    typed as the tokenizer interface, adatok/model_types.py)."""
     if isinstance(config_or_name, str):
         config = get_config(config_or_name, **overrides)
     else:
         config = replace_config(config_or_name, **overrides) if overrides else config_or_name
-    return family_of_config(config).model_cls(config)
+    return cast(LoadedModel, family_of_config(config).model_cls(config))

@@ -65,7 +65,8 @@ def test_training_with_reduction_learns_and_exports_it(trained):
     assert meta["reduction"]["method"] == "imagepiece" and meta["reduction"]["lcb"] is True
     assert meta["classes"] == ["horizontal", "vertical"]
     clf = R.load_classifier(str(exported))
-    assert R.settings_of(clf.model)["keep_rate"] == 0.5 and clf.mean is None
+    # trained on [0, 1] inputs (adatok's transform): identity normalisation in its timm pretrained_cfg
+    assert R.settings_of(clf.model)["keep_rate"] == 0.5 and clf.mean == (0.0,) * 3 and clf.std == (1.0,) * 3
     with torch.no_grad():
         clf.model(torch.rand(2, 3, 32, 32))
     assert R.info(clf.model).tokens == R.token_counts(clf.model)  # blocks (1, 2, 3) for depth 4

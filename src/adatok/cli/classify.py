@@ -7,7 +7,7 @@ import argparse
 import torch
 
 from ..errors import ConfigError
-from .common import ReadableBatches, autocast, checked_device
+from .common import autocast, checked_device, progress
 
 METHODS = ("none", "tome", "evit", "imagepiece")
 
@@ -18,6 +18,8 @@ def add_reduction_args(p: argparse.ArgumentParser, default_method: str | None = 
                         "(imagepiece_deit_tiny, imagepiece_deit_small) or a timm model name (random weights "
                         "unless --weights)")
     p.add_argument("--weights", help="state-dict file for a preset / timm name (safetensors, .pth)")
+    p.add_argument("--pretrained", action="store_true",
+                   help="a timm model name with timm's pretrained weights (from the hub, or its cache offline)")
     p.add_argument("--reduction", choices=METHODS, default=default_method,
                    help="token reduction to run (default: the model's own; 'none' turns it off)")
     p.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
@@ -53,7 +55,9 @@ def load_reduced(args, trace: bool = False):
     from .. import reduction as R
 
     device = checked_device(args)
-    clf = R.load_classifier(args.model, weights=args.weights)
+    if args.pretrained and args.weights:
+        raise ConfigError("--pretrained and --weights both name weights: pass one")
+    clf = R.load_classifier(args.model, weights=args.weights, pretrained=args.pretrained)
     model, settings = clf.model, parse_settings(args.settings)
     method = args.reduction
     if R.is_patched(model):
@@ -86,10 +90,10 @@ def run(args) -> int:
         raise ConfigError(f"--top must be >= 1, got {args.top}")
     clf, model, device = load_reduced(args)
     counts = None
-    batches = ReadableBatches(args, clf.image_size, "classify")
+    batches = TimmBatches(args, clf.data_config)
     with torch.inference_mode(), autocast(args, device):
-        for paths, batch in batches:
-            probs = model(normalise(batch.to(device), clf)).float().softmax(dim=-1)
+        for paths, batch in batches:  # timm's eval transform: resize by crop_pct, crop, normalise
+            probs = model(batch.to(device)).float().softmax(dim=-1)
             top = probs.topk(min(args.top, probs.shape[-1]), dim=-1)
             for path, p, i in zip(paths, top.values.tolist(), top.indices.tolist()):
                 best = "  ".join(f"{clf.classes[c]} {100 * q:.1f}%" for c, q in zip(i, p))
@@ -103,3 +107,41 @@ def run(args) -> int:
     if batches.failed:
         print(f"{batches.failed} file(s) skipped")
     return 1 if batches.failed else 0
+
+
+class TimmBatches:
+    """``(paths, batch)`` of the images in ``args.images`` through timm's eval transform for
+    ``data_config`` (``timm.data.resolve_data_config``: resize to size / crop_pct with its
+    interpolation, center crop, mean/std). Unreadable files are reported once each and counted."""
+
+    def __init__(self, args, data_config: dict):
+        from ..data.images import list_image_files
+        from ..data.timm_transforms import TimmTransform
+
+        self.paths = list_image_files(args.images)
+        if not self.paths:
+            raise ConfigError("no image files found in the given paths")
+        self.transform, self.batch_size, self.failed = TimmTransform(data_config), args.batch_size, 0
+
+    def __iter__(self):
+        import sys
+
+        from ..data.images import read_image
+        from ..errors import ImageLoadError
+
+        bar = progress(len(self.paths), "classify")
+        try:
+            for start in range(0, len(self.paths), self.batch_size):
+                ok, tensors = [], []
+                for path in self.paths[start:start + self.batch_size]:
+                    try:
+                        tensors.append(self.transform(read_image(path)))
+                        ok.append(path)
+                    except ImageLoadError as e:
+                        print(f"adatok: skipped {e}", file=sys.stderr)
+                        self.failed += 1
+                    bar.update(1)
+                if ok:
+                    yield ok, torch.stack(tensors)
+        finally:
+            bar.close()

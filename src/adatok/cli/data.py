@@ -41,9 +41,10 @@ def add_parser(sub) -> None:
         description="Write every image of SRC (recursive, same relative paths) to DST as a JPEG "
         "(quality 95) whose shorter side is N pixels (bicubic, antialiased; smaller images are "
         "copied as they are). Multi-megapixel photos then decode fast enough for random crops.")
-    r.add_argument("src")
-    r.add_argument("dst")
-    r.add_argument("--shorter-side", type=_positive_int, default=256, metavar="N")
+    r.add_argument("src", help="folder of images (searched recursively)")
+    r.add_argument("dst", help="output folder (same relative paths, .jpg)")
+    r.add_argument("--shorter-side", type=_positive_int, default=256, metavar="N",
+                   help="shorter side of the copies in pixels (default 256)")
     r.set_defaults(data_func=_run_resize)
 
     t = actions.add_parser(
@@ -51,8 +52,8 @@ def add_parser(sub) -> None:
         description="Encode every image of SRC (folder, ImageFolder tree with --labelled, or shards) with "
         "--tokenizer into OUT (.safetensors or .npz: ids, lengths, labels): the center crop, plus its "
         "mirror (--flip) and VIEWS-1 seeded random crops. Unreadable images are reported and skipped.")
-    t.add_argument("src")
-    t.add_argument("out")
+    t.add_argument("src", help="folder of images, ImageFolder tree (--labelled) or shard pattern")
+    t.add_argument("out", help="token file to write (.safetensors or .npz)")
     t.add_argument("--tokenizer", required=True, help="tokenizer preset, folder, weight file or hub repo id")
     t.add_argument("--weights", help="weight file for a tokenizer preset name")
     t.add_argument("--labelled", action="store_true", help="ImageFolder layout: class = first-level sub-folder")
@@ -60,10 +61,10 @@ def add_parser(sub) -> None:
     t.add_argument("--flip", action="store_true", help="also the mirrored center crop")
     t.add_argument("--criterion", help="adaptive tokenizers: the length criterion passed to encode")
     t.add_argument("--threshold", type=float, help="adaptive tokenizers: the criterion's threshold")
-    t.add_argument("--batch-size", type=_positive_int, default=32)
-    t.add_argument("--workers", type=int, default=0)
-    t.add_argument("--device", default="cpu")
-    t.add_argument("--bf16", action="store_true")
+    t.add_argument("--batch-size", type=_positive_int, default=32, help="images per forward (default 32)")
+    t.add_argument("--workers", type=int, default=0, help="image-loading processes (default 0: in this process)")
+    t.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default: cpu)")
+    t.add_argument("--bf16", action="store_true", help="bf16 autocast (GPU; quantization stays float32)")
     t.set_defaults(data_func=_run_pretokenize)
     p.set_defaults(func=run)
 

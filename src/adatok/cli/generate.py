@@ -30,7 +30,7 @@ def add_parser(sub) -> None:
     p.add_argument("--temperature", type=float, help="Gumbel temperature, annealed to 0 (0 = deterministic)")
     p.add_argument("--softmax-annealing", choices=["on", "off"], help="divide logits by 0.5+0.8(1-ratio)")
     p.add_argument("--lengths", help="length-aware generators: force this token count (default: sampled)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed of the sampler (default 0): same seed, same images")
     p.add_argument("--out", default="out/generate", help="output folder (default out/generate)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default: cpu)")
     p.add_argument("--batch-size", type=int, default=32, help="samples per batch (default 32)")

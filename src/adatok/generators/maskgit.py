@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError
+from ..hub_mixin import HubMixin
 from .blocks import BertBackbone, UViTBackbone
 from .config import MaskGITConfig, check_sampling
 from .sampling import gumbel_noise, maskgit_sample
@@ -41,7 +42,7 @@ class Generated:
     images: Optional[torch.Tensor] = None
 
 
-class MaskGIT(nn.Module):
+class MaskGIT(HubMixin, nn.Module):
     """A MaskGIT generator (``arch`` "bert" or "uvit"; optionally length-aware)."""
 
     def __init__(self, config: MaskGITConfig):

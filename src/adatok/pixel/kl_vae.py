@@ -31,6 +31,7 @@ from torch import nn
 
 from adatok.errors import ConfigError
 from adatok.layers.norm import GroupNorm
+from adatok.hub_mixin import HubMixin
 from adatok.pixel.layout import GN_GROUPS as _GN_GROUPS
 from adatok.pixel.layout import ConvLayout
 from adatok.quantizers.kl import DiagonalGaussian
@@ -238,7 +239,7 @@ class KLDecoder(nn.Module):
         return self.conv_out(_silu(self.norm_out(h)))
 
 
-class KLVAE(Tokenizer):
+class KLVAE(HubMixin, Tokenizer):
     """The KL autoencoder (encoder, diagonal-Gaussian posterior, decoder) with the official LDM layout.
 
     Also a tokenizer of its own (``encode`` -> continuous ``Tokens`` of h*w row-major latents,

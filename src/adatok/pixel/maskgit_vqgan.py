@@ -23,6 +23,7 @@ from torch import nn
 from adatok.errors import ConfigError, InputError
 from adatok.layers.norm import GroupNorm
 from adatok.layers.conv import Conv2dSame, same_padding  # noqa: F401 (re-exported)
+from adatok.hub_mixin import HubMixin
 from adatok.pixel.layout import ConvLayout
 from adatok.checks import check_full_lengths, check_images
 from adatok.interface import Tokenizer
@@ -206,7 +207,7 @@ class MaskGITVQGANOutput:
     quantizer_loss: torch.Tensor
 
 
-class MaskGITVQGAN(Tokenizer):
+class MaskGITVQGAN(HubMixin, Tokenizer):
     """The MaskGIT-VQGAN (encoder, nearest-neighbour VQ, decoder) with the official state-dict layout.
 
     Shapes: see the module docstring; ids are row-major over the h x w latent grid.

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InputError
+from ..tracing import is_tracing
 from ..types import QuantizerOutput
 
 
@@ -90,7 +91,7 @@ class VectorQuantizer(nn.Module):
         """Code vectors of ``ids`` (``B x L`` -> ``B x L x C``), normalised when ``l2_norm``."""
         if ids.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
             raise InputError(f"token ids must be an integer tensor, got {ids.dtype}")
-        if ids.numel():
+        if ids.numel() and not is_tracing():  # a host sync: eager only (adatok/tracing.py)
             lo, hi = int(ids.min()), int(ids.max())
             if lo < 0 or hi >= self.codebook_size:
                 raise InputError(

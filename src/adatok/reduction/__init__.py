@@ -24,7 +24,7 @@ from typing import Optional, Union
 from torch import nn
 
 from ..config_utils import config_from_dict
-from ..errors import ConfigError
+from ..errors import ConfigError, InputError
 from . import ops
 from .base import BlockTrace, ReductionInfo, Reducer
 from .evit import EViTConfig, EViTReducer
@@ -109,11 +109,14 @@ def is_patched(model: nn.Module) -> bool:
     return timm_patch.is_patched(model)
 
 
-def info(model: nn.Module) -> Optional[ReductionInfo]:
-    """The record of the patched model's last forward (None before the first)."""
+def info(model: nn.Module) -> ReductionInfo:
+    """The record of the patched model's last forward (an InputError before the first)."""
     from . import timm_patch
 
-    return timm_patch.get_patch(model).last
+    last = timm_patch.get_patch(model).last
+    if last is None:
+        raise InputError("no forward has run since the reduction was applied: call the model first, then info(model)")
+    return last
 
 
 def settings_of(model: nn.Module) -> dict:

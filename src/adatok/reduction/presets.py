@@ -84,6 +84,7 @@ class Classifier:
     std: Optional[tuple]
     classes: list
     source: str
+    data_config: Optional[dict] = None  # timm's eval settings (input_size, crop_pct, interpolation, mean, std)
 
 
 def _class_names(num_classes: int, names: Optional[list]) -> list:
@@ -100,10 +101,14 @@ def _class_names(num_classes: int, names: Optional[list]) -> list:
     return [str(i) for i in range(num_classes)]
 
 
-def load_classifier(source: str, weights: Optional[str] = None) -> Classifier:
+def load_classifier(source: str, weights: Optional[str] = None, pretrained: bool = False) -> Classifier:
     """A folder exported by ``adatok train`` (task ``classify``; its reduction is re-applied), a
-    reduction preset name, or a timm model name (random weights unless ``weights``)."""
+    reduction preset name, or a timm model name (random weights unless ``weights``, a local
+    checkpoint, or ``pretrained``: timm's weights, from the hub or its cache). ``data_config`` is
+    how to feed it: timm's ``resolve_data_config`` of the model (its pretrained cfg)."""
     import timm
+
+    from ..data.timm_transforms import eval_data_config
 
     path = Path(source)
     if (path / "config.json").exists():
@@ -118,18 +123,29 @@ def load_classifier(source: str, weights: Optional[str] = None) -> Classifier:
 
             apply(model, reduction.pop("method"), **reduction)
         load_state(model, Path(weights) if weights else path / "model.safetensors")
-        return Classifier(model.eval(), int(meta["img_size"]), None, None,
-                          _class_names(meta["num_classes"], meta.get("classes")), str(path))
+        size = int(meta["img_size"])
+        # exports before timm's layout: [0, 1] inputs, shorter side resized to the size, center crop
+        cfg = meta.get("pretrained_cfg") or {"mean": (0.0,) * 3, "std": (1.0,) * 3, "crop_pct": 1.0,
+                                             "interpolation": "bicubic"}
+        data_config = {"input_size": (3, size, size), "interpolation": cfg["interpolation"], "mean": tuple(cfg["mean"]),
+                       "std": tuple(cfg["std"]), "crop_pct": cfg["crop_pct"], "crop_mode": cfg.get("crop_mode", "center")}
+        return Classifier(model.eval(), size, data_config["mean"], data_config["std"],
+                          _class_names(meta["num_classes"], meta.get("classes")), str(path), data_config)
     if source in PRESETS:
         model = create_model(source, weights=weights)
     elif source in timm.list_models():
-        model = timm.create_model(source, pretrained=False)
+        try:
+            model = timm.create_model(source, pretrained=pretrained)
+        except Exception as e:  # offline, or no weights for this name
+            if not pretrained:
+                raise
+            raise CheckpointError(f"--pretrained {source}: timm could not get its weights ({type(e).__name__}: "
+                                  f"{str(e).splitlines()[0][:200]}); offline, pass a local file with --weights") from None
         if weights:
             load_state(model, Path(weights))
     else:
         raise ConfigError(f"--model {source!r}: not an exported classifier folder, a reduction preset "
                           f"({', '.join(list_presets())}) or a timm model name")
-    cfg = getattr(model, "pretrained_cfg", {}) or {}
-    size = int((cfg.get("input_size") or (3, 224, 224))[-1])
-    return Classifier(model.eval(), size, tuple(cfg.get("mean", (0.485, 0.456, 0.406))),
-                      tuple(cfg.get("std", (0.229, 0.224, 0.225))), _class_names(model.num_classes, None), source)
+    data_config = eval_data_config(model)
+    return Classifier(model.eval(), int(data_config["input_size"][-1]), tuple(data_config["mean"]),
+                      tuple(data_config["std"]), _class_names(model.num_classes, None), source, data_config)

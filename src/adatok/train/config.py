@@ -232,15 +232,15 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
 
 
 def load_run_config(source: str | Path | dict, overrides: list[str] = ()) -> RunConfig:
-    """A recipe (YAML path or dict) with ``key=value`` overrides -> ``RunConfig``."""
+    """A recipe (YAML path, shipped recipe name, or dict) with ``key=value`` overrides -> ``RunConfig``."""
     if isinstance(source, dict):
         raw = source
     else:
         import yaml
 
-        path = Path(source)
-        if not path.exists():
-            raise ConfigError(f"{path}: no such recipe (see configs/)")
+        from ..recipes import resolve_recipe
+
+        path = resolve_recipe(source)  # a path, or a shipped recipe's name (adatok train --list)
         try:
             raw = yaml_load(path.read_text()) or {}
         except yaml.YAMLError as e:

@@ -18,7 +18,7 @@ def _is_shards(source: str) -> bool:
     return ".tar" in source or "{" in source or (p.is_dir() and any(p.glob("*.tar")))
 
 
-def build_dataset(source: str, cfg, labelled: bool, train: bool):
+def build_dataset(source: str, cfg, labelled: bool, train: bool, transform=None):
     from ..data.datasets import ImageDataset, ShardDataset
     from ..data.transforms import ImageTransform
 
@@ -28,8 +28,9 @@ def build_dataset(source: str, cfg, labelled: bool, train: bool):
         from ..data.tokens import TokenDataset
 
         return TokenDataset(source)
-    transform = ImageTransform(cfg.image_size, crop=cfg.crop if train else "center", flip=cfg.flip and train,
-                               scale=tuple(cfg.scale))
+    if transform is None:  # else the task's own (classification with timm's transforms)
+        transform = ImageTransform(cfg.image_size, crop=cfg.crop if train else "center", flip=cfg.flip and train,
+                                   scale=tuple(cfg.scale))
     fmt = cfg.format
     if fmt == "auto":
         fmt = "shards" if _is_shards(source) else ("imagefolder" if labelled else "folder")
@@ -44,8 +45,8 @@ def build_dataset(source: str, cfg, labelled: bool, train: bool):
     return ImageDataset(source, transform, labelled=fmt == "imagefolder", cache_prepared=cfg.cache)
 
 
-def build_loader(cfg: RunConfig, labelled: bool, info: DistInfo, start: int) -> DataLoader:
-    dataset = build_dataset(cfg.data.train, cfg.data, labelled, train=True)
+def build_loader(cfg: RunConfig, labelled: bool, info: DistInfo, start: int, transform=None) -> DataLoader:
+    dataset = build_dataset(cfg.data.train, cfg.data, labelled, train=True, transform=transform)
     sampler = ResumableBatchSampler(len(dataset), cfg.train.batch_size, seed=cfg.train.seed, rank=info.rank,
                                     world_size=info.world_size, start=start, repeat=cfg.data.repeat)
     workers = cfg.data.workers

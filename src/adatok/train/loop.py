@@ -150,7 +150,7 @@ class Trainer:
             self.write_run_config()
         if resume:
             logger.truncate_after(self.step)
-        loader = build_loader(cfg, self.task.labelled, info, start=self.position)
+        loader = build_loader(cfg, self.task.labelled, info, start=self.position, transform=self.task.transform)
         eval_images = build_eval_images(cfg, self.task.labelled) if info.is_main else None
         # Starting a DataLoader iterator draws its base seed from the global RNG: keep that draw
         # out of the training stream, or a resumed run would consume one more number than an

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from ...errors import InputError
+from ...hub_mixin import HubMixin
 from ...layers.block import TransformerBlock
 from ...layers.init import trunc_normal_init_
 from ...pixel.kl_vae import KLVAE
@@ -42,7 +43,7 @@ from .modules import ALITDecoder, ALITEncoder
 from .rollout import Rollout, RolloutParts, adaptive_rollout, decode, full_rollout
 
 
-class ALIT(AdaptiveTokenizer):
+class ALIT(HubMixin, AdaptiveTokenizer):
     def __init__(self, config: Optional[ALITConfig] = None):
         super().__init__()
         config = config if config is not None else ALITConfig()

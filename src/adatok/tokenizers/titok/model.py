@@ -23,6 +23,7 @@ from ...checks import check_full_lengths, check_ids, check_images
 from ...errors import InputError
 from ...interface import Tokenizer
 from ...layers.heads import ProxyCodeHead
+from ...hub_mixin import HubMixin
 from ...layers.init import trunc_normal_init_
 from .config import TiTokConfig
 from .heads import PixelHead, PixelOutput, ProxyCodeOutput
@@ -97,7 +98,7 @@ class TiTokDecoder(nn.Module):
         return self.head(self.norm_post(x))
 
 
-class TiTok(Tokenizer):
+class TiTok(HubMixin, Tokenizer):
     """The TiTok tokenizer. Images are ``B x 3 x H x W`` float in [0, 1].
 
     >>> tok = TiTok(TiTokConfig(...)); t = tok.encode(images); recon = tok.decode(t)

@@ -46,6 +46,7 @@ class Phase:
 class Task:
     name = ""
     labelled = False  # needs class labels from the data
+    transform = None  # the training images' transform, when the task has its own (else from data.*)
     options_cls: type = None  # a dataclass of the task's options (loss weights, ...)
 
     def __init__(self, run: RunConfig, device: torch.device):
