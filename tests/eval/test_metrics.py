@@ -95,3 +95,25 @@ def test_codebook_usage_errors():
         codebook_usage(torch.tensor([], dtype=torch.long), 4)
     with pytest.raises(InputError):
         codebook_usage(torch.tensor([0]), 0)
+
+
+def test_ssim_float32_matches_float64_and_is_faster():
+    """SSIM runs in float32: within 1e-6 of the float64 computation, and faster (the issue measured
+    16x on 53 images at 64 px)."""
+    import time
+
+    from torchmetrics.functional.image import structural_similarity_index_measure as ref_ssim
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.rand(16, 3, 64, 64, generator=g)
+    b = (a + 0.2 * torch.rand(16, 3, 64, 64, generator=g)).clamp(0, 1)
+    ref = ref_ssim(a.double(), b.double(), data_range=1.0, reduction="none")
+    ssim(a, b)  # warm-up
+    t0 = time.perf_counter()
+    ours = ssim(a, b)
+    t32 = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    ref_ssim(a.double(), b.double(), data_range=1.0, reduction="none")
+    t64 = time.perf_counter() - t0
+    assert ours.dtype == torch.float64 and (ours - ref).abs().max() < 1e-6
+    assert t32 < t64
