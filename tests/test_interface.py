@@ -9,7 +9,7 @@ from adatok.errors import InputError
 from adatok.interface import PAD_ID, AdaptiveTokenizer, Tokenizer
 from adatok.registry import FAMILIES, get_preset
 
-TOKENIZER_FAMILIES = {"titok", "alit", "maskgit_vqgan", "kl_vae"}
+TOKENIZER_FAMILIES = {"titok", "alit", "maskgit_vqgan", "kl_vae", "prefix"}
 TINY = [n for n in adatok.list_models("tiny") if get_preset(n).family in TOKENIZER_FAMILIES]
 
 

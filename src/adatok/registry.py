@@ -60,6 +60,7 @@ def _ensure_loaded() -> None:
     from .tokenizers.titok import presets as _titok  # noqa: F401
     from .generators import presets as _generators  # noqa: F401
     from .tokenizers.alit import presets as _alit  # noqa: F401
+    from .tokenizers.prefix import presets as _prefix  # noqa: F401
 
 
 def list_models(pattern: str = "") -> list[str]:

@@ -133,12 +133,89 @@ class TokenBudget(Criterion):
         return f"{self.tokens} tokens"
 
 
+@dataclass(frozen=True)
+class ContrastNormalizedError(Criterion):
+    """Reconstruction error relative to the image's own contrast (ours): RMSE of the clamped decode
+    divided by the image's standard deviation (over pixels and channels, floored at ``min_std``),
+    met when below ``threshold``. Raw L1 / MSE call a dark photo "simple" because all its values,
+    and so all its errors, are small; divided by its contrast, losing a dark image's detail costs as
+    much as losing a bright one's. ``min_std`` keeps flat images (std ~ 0) from never being met: an
+    error of a few grey levels on a flat image stays small."""
+
+    threshold: float = 0.4
+    min_std: float = 0.02
+    needs_pixels = True
+
+    def __post_init__(self):
+        if not (isinstance(self.threshold, (int, float)) and math.isfinite(self.threshold) and self.threshold > 0):
+            raise ConfigError(f"nrmse threshold must be a positive number, got {self.threshold!r}")
+        if not (isinstance(self.min_std, (int, float)) and self.min_std > 0):
+            raise ConfigError(f"min_std must be a positive number, got {self.min_std!r}")
+
+    def error(self, stats: IterationStats) -> torch.Tensor:
+        images = stats.images.float()
+        rmse = (stats.recon.float().clamp(0, 1) - images).pow(2).mean(dim=(1, 2, 3)).sqrt()
+        return rmse / images.flatten(1).std(dim=1).clamp_min(self.min_std)
+
+    def met(self, error: torch.Tensor, num_tokens: int) -> torch.Tensor:
+        return error < self.threshold
+
+    def describe(self) -> str:
+        return f"nrmse < {self.threshold:g}"
+
+
+def ssim_per_image(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    """SSIM (Wang et al. 2004; Gaussian window 11, sigma 1.5, data range 1, valid region only, the
+    mean over channels) per image, B. Pure torch: a criterion must not need optional packages."""
+    a, b = a.double(), b.double()
+    c = a.shape[1]
+    x = torch.arange(window, dtype=torch.float64, device=a.device) - (window - 1) / 2
+    g = torch.exp(-x**2 / (2 * sigma**2))
+    g = g / g.sum()
+    k = (g[:, None] * g[None, :]).expand(c, 1, window, window).contiguous()
+
+    def blur(t):
+        return torch.nn.functional.conv2d(t, k, groups=c)
+
+    mu_a, mu_b = blur(a), blur(b)
+    var_a, var_b = blur(a * a) - mu_a**2, blur(b * b) - mu_b**2
+    cov = blur(a * b) - mu_a * mu_b
+    c1, c2 = 0.01**2, 0.03**2
+    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
+    return s.flatten(1).mean(dim=1)
+
+
+@dataclass(frozen=True)
+class SSIMTarget(Criterion):
+    """Structural similarity of the clamped decode at least ``threshold`` (ours). SSIM compares local
+    means, contrasts and structure, each normalised by the local signal, so dark detail counts. The
+    error is ``1 - SSIM``. Images must be at least 11 x 11 (the window)."""
+
+    threshold: float = 0.6
+    needs_pixels = True
+
+    def __post_init__(self):
+        if not (isinstance(self.threshold, (int, float)) and -1 < self.threshold <= 1):
+            raise ConfigError(f"ssim threshold must lie in (-1, 1], got {self.threshold!r}")
+
+    def error(self, stats: IterationStats) -> torch.Tensor:
+        return (1.0 - ssim_per_image(stats.recon.float().clamp(0, 1), stats.images.float())).float()
+
+    def met(self, error: torch.Tensor, num_tokens: int) -> torch.Tensor:
+        return (1.0 - error) >= self.threshold
+
+    def describe(self) -> str:
+        return f"ssim >= {self.threshold:g}"
+
+
 CRITERIA = {
     "l1": lambda t, cap: ReconstructionThreshold(cap, "l1", 0.07 if t is None else t),
     "mse": lambda t, cap: ReconstructionThreshold(cap, "mse", 0.01 if t is None else t),
     "psnr": lambda t, cap: ReconstructionThreshold(cap, "psnr", 25.0 if t is None else t),
     "confidence": lambda t, cap: TokenConfidence(cap, 0.5 if t is None else t),
     "budget": lambda t, cap: TokenBudget(cap, 256 if t is None else _as_int(t)),
+    "nrmse": lambda t, cap: ContrastNormalizedError(cap, 0.4 if t is None else t),
+    "ssim": lambda t, cap: SSIMTarget(cap, 0.6 if t is None else t),
 }
 
 
@@ -149,7 +226,8 @@ def _as_int(t) -> int:
 
 
 def get_criterion(criterion, threshold: Optional[float] = None, max_tokens: Optional[int] = None) -> Criterion:
-    """A ``Criterion`` from a name (``l1``, ``mse``, ``psnr``, ``confidence``, ``budget``) and a
+    """A ``Criterion`` from a name (``l1``, ``mse``, ``psnr``, ``confidence``, ``budget``, ``nrmse``,
+    ``ssim``) and a
     threshold (the budget's token count for ``budget``), or a ``Criterion`` passed through."""
     if max_tokens is not None and not (isinstance(max_tokens, int) and max_tokens > 0):
         raise ConfigError(f"max_tokens must be a positive int, got {max_tokens!r}")

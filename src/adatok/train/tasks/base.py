@@ -27,7 +27,7 @@ def register_task(cls):
 
 
 def get_task(name: str) -> type["Task"]:
-    from . import alit, classify, generator, titok, vqgan  # noqa: F401  (registration)
+    from . import alit, classify, generator, prefix, titok, vqgan  # noqa: F401  (registration)
 
     if name not in TASKS:
         raise ConfigError(f"unknown task {name!r}; tasks: {sorted(TASKS)}")
