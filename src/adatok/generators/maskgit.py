@@ -31,7 +31,7 @@ class GeneratorOutput:
 
 @dataclass
 class Generated:
-    """Sampled tokens. Shapes: ids ``B x K`` int64 (positions past ``lengths`` hold 0), lengths
+    """Sampled tokens. Shapes: ids ``B x K`` int64 (positions past ``lengths`` hold ``PAD_ID``, -1), lengths
     ``B`` int64, labels ``B`` int64 (-1 = unconditional), images ``B x 3 x H x W`` in [0, 1] when
     a tokenizer decoded them."""
 
@@ -164,7 +164,7 @@ class MaskGIT(nn.Module):
                 s.softmax_annealing if softmax_annealing is None else softmax_annealing, generator, progress)
         finally:
             self.train(was_training)
-        ids = torch.where(ids >= c.codebook_size, torch.zeros_like(ids), ids)  # [PAD] -> 0
+        ids = torch.where(ids >= c.codebook_size, torch.full_like(ids, PAD_ID), ids)  # [PAD] -> the tokenizers' pad
         return Generated(ids=ids, lengths=counts, labels=labels)
 
     def _length_bins(self, cond: torch.Tensor, lengths, b: int, generator) -> torch.Tensor:

@@ -397,7 +397,7 @@ def _remove_stale(dest: Path, records: list[dict]) -> None:
 
 
 def _write_manifest(dest: Path, records: list[dict], heldout_every: int) -> None:
-    manifest = {"created_by": "adatok.data.photos.assemble_photo_pool",
+    manifest = {"created_by": "adatok.cli.photos.assemble_photo_pool",
                 "heldout_every": heldout_every, "photos": records}
     atomic_write_bytes(dest / "manifest.json",
                   (json.dumps(manifest, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
