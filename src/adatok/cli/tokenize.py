@@ -11,7 +11,7 @@ from safetensors.torch import save_file
 
 from ..errors import ConfigError
 from .adaptive import add_adaptive_args, check_adaptive_args, select
-from .common import ReadableBatches, add_model_args, autocast, load_model
+from .common import ReadableBatches, add_model_args, autocast, load_tokenizer
 
 
 def add_parser(sub) -> None:
@@ -28,7 +28,7 @@ def run(args) -> int:
     out = Path(args.out)
     if out.suffix not in (".safetensors", ".npz"):
         raise ConfigError(f"--out {out}: use a .safetensors or .npz file name")
-    model = load_model(args)
+    model = load_tokenizer(args)
     check_adaptive_args(args, model)
     device = next(model.parameters()).device
     ids, lengths, codes, names = [], [], [], []

@@ -1,6 +1,6 @@
 """MaskGIT over 1D tokens: a bidirectional transformer predicts masked image tokens from the
 visible ones and a class token; sampling unmasks them in a few parallel steps (Chang et al.,
-CVPR 2022; used over TiTok tokens in Yu et al., NeurIPS 2024). Spec: specs/titok.md §9.
+CVPR 2022; used over TiTok tokens in Yu et al., NeurIPS 2024). Official code: bytedance/1d-tokenizer.
 
     gen = adatok.create_model("maskgit_tiny")
     out = gen.generate(labels=torch.tensor([0, 3]), seed=0)     # Generated(ids, lengths, labels)
@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError
+from ..interface import PAD_ID
 from .blocks import BertBackbone, UViTBackbone
 from .config import MaskGITConfig, check_sampling
 from .sampling import gumbel_noise, maskgit_sample
