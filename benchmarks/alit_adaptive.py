@@ -65,7 +65,7 @@ def official_style(model, images, threshold: float) -> int:
 
 def official_choice(batch_l1: torch.Tensor, threshold: float) -> int:
     """The official iteration for a batch: the first whose batch-mean L1 is below the threshold,
-    else the arg-min (spec alit.md §8)."""
+    else the arg-min (ALIT's token selection criteria, the official ``encode()``)."""
     met = batch_l1 < threshold
     return int(met.float().argmax()) if bool(met.any()) else int(batch_l1.argmin())
 

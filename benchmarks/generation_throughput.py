@@ -58,7 +58,7 @@ PAIRS = {
     "b64": ("maskgit_titok_b64", "titok_b64"),
     "s128": ("maskgit_titok_s128", "titok_s128"),
 }
-PAPER_L32_A100 = 101.6  # samples/s, TiTok-L-32 + MaskGIT, 8 steps, A100 (paper table, specs/titok.md §12)
+PAPER_L32_A100 = 101.6  # samples/s, TiTok-L-32 + MaskGIT, 8 steps, A100 (TiTok paper, Yu et al., NeurIPS 2024)
 
 
 # --------------------------------------------------------------------------- the plain baseline

@@ -16,6 +16,7 @@ from .errors import AdatokError, CheckpointError, ConfigError, ImageLoadError, I
 from .hub import load, load_weights, save
 from .registry import create_model, get_config, list_models
 from .types import Tokens, TokenizerOutput
+from . import models as _models  # noqa: E402,F401  registers every model package's presets
 
 __version__ = "0.1.0"
 

@@ -24,7 +24,7 @@ from .config_utils import config_from_dict, config_to_dict, replace_config
 from .convert_utils import check_against_model
 from .errors import CheckpointError, ConfigError
 from .model_types import LoadedModel
-from .registry import FAMILIES, PRESETS, Family, _ensure_loaded, create_model, family_of_config, get_preset
+from .registry import FAMILIES, PRESETS, Family, create_model, family_of_config, get_preset
 
 FORMAT = "adatok"
 BUNDLED_DIR = Path(__file__).parent / "weights"
@@ -120,7 +120,6 @@ def load(name_or_path, weights=None, device="cpu", **overrides) -> LoadedModel:
     ``**{"encoder.heads": 4}``): needed only for what a bare official file cannot tell, such as
     the head count of a non-standard width (official sizes all use head dim 64).
     """
-    _ensure_loaded()
     name = str(name_or_path)
     if name in PRESETS:
         model = _load_preset(name, weights, overrides)
@@ -248,7 +247,8 @@ def _official_family(state: dict, source: str) -> Family:
     # our own keys without metadata (e.g. a raw torch.save of model.state_dict()) are not enough
     raise CheckpointError(
         f"{source}: not a checkpoint adatok recognises (neither adatok metadata nor an official "
-        f"{'/'.join(FAMILIES)} layout); pass the preset name with weights=FILE if it is ours"
+        f"{'/'.join(f.name for f in FAMILIES.values() if f.is_official)} layout); pass the preset name with "
+        "weights=FILE if it is ours"
     )
 
 

@@ -104,9 +104,9 @@ def _is_repo_id(name: str) -> bool:
 
 
 def _is_preset(name: str) -> bool:
-    from .registry import PRESETS, _ensure_loaded
+    from . import models  # noqa: F401  (registers every preset)
+    from .registry import PRESETS
 
-    _ensure_loaded()
     return name in PRESETS
 
 

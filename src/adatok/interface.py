@@ -99,14 +99,18 @@ class AdaptiveTokenizer(Tokenizer):
 
     @abc.abstractmethod
     def select(self, images: torch.Tensor, criterion="l1", threshold: Optional[float] = None,
-               max_tokens: Optional[int] = None, *, return_images: bool = True) -> Selection:
+               max_tokens: Optional[int] = None, *, return_images: bool = True,
+               generator: Optional[torch.Generator] = None) -> Selection:
         """Per-image length: the shortest allowed length whose reconstruction meets ``criterion``
         (a name or a ``selection.Criterion``; see ``tokenizers/selection.py``), else the one with the
-        lowest error. ``max_tokens`` caps every image."""
+        lowest error. ``max_tokens`` caps every image. ``generator`` seeds a tokenizer with random
+        choices (ALIT's Bernoulli halting); deterministic ones ignore it."""
 
     @abc.abstractmethod
-    def sweep(self, images: torch.Tensor, lengths: Optional[tuple[int, ...]] = None) -> RateSweep:
-        """Reconstructions of every image at each of ``lengths`` (default ``allowed_lengths``)."""
+    def sweep(self, images: torch.Tensor, lengths: Optional[tuple[int, ...]] = None, *,
+              generator: Optional[torch.Generator] = None) -> RateSweep:
+        """Reconstructions of every image at each of ``lengths`` (default ``allowed_lengths``);
+        ``generator`` as in ``select``."""
 
 
 __all__ = ["PAD_ID", "Tokenizer", "AdaptiveTokenizer"]

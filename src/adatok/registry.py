@@ -1,8 +1,12 @@
-"""Model registry: a preset name is a model.
+"""Model registry: a preset name is a model — one registry for everything ``create_model`` builds.
 
 A *family* knows how to build a model from its config and how to read the official checkpoints
 of its paper; a *preset* is a named config of a family (official zoo names, so official
 checkpoints map one-to-one, plus ``*_tiny`` presets for tests and CPU demos).
+
+This module imports no model package. Registration happens in the packages (each ``presets.py``
+calls ``register_family``/``register_preset``, as timm's model files do); ``adatok.models``
+imports every model package once, and ``import adatok`` imports it.
 """
 
 from __future__ import annotations
@@ -54,23 +58,12 @@ def register_preset(preset: Preset) -> None:
     PRESETS[preset.name] = preset
 
 
-def _ensure_loaded() -> None:
-    # Importing a model package registers its family and presets.
-    from .pixel import presets as _pixel  # noqa: F401
-    from .tokenizers.titok import presets as _titok  # noqa: F401
-    from .generators import presets as _generators  # noqa: F401
-    from .tokenizers.alit import presets as _alit  # noqa: F401
-    from .tokenizers.prefix import presets as _prefix  # noqa: F401
-
-
 def list_models(pattern: str = "") -> list[str]:
     """Names of the registered presets (those containing ``pattern``), sorted."""
-    _ensure_loaded()
     return sorted(n for n in PRESETS if pattern in n)
 
 
 def get_preset(name: str) -> Preset:
-    _ensure_loaded()
     if name not in PRESETS:
         close = [n for n in PRESETS if name.split("_")[0] in n][:6]
         hint = f"; did you mean one of {close}?" if close else ""
@@ -86,7 +79,6 @@ def get_config(name: str, **overrides):
 
 
 def family_of_config(config) -> Family:
-    _ensure_loaded()
     for family in FAMILIES.values():
         if isinstance(config, family.config_cls):
             return family

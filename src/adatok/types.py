@@ -1,6 +1,6 @@
 """Typed results of the public forwards.
 
-Conventions (DESIGN.md §4): images are float ``B x 3 x H x W`` in [0, 1]; token ids are ``B x L``
+Conventions (README, "Python API"): images are float ``B x 3 x H x W`` in [0, 1]; token ids are ``B x L``
 int64; variable length is a padded tensor plus ``lengths`` (``B``), never a list.
 """
 

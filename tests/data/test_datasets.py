@@ -1,4 +1,4 @@
-"""Tests for adatok.data.datasets: folders, tar shards, the (index, seed) protocol, bad files."""
+"""Tests for adatok.data.readers, shard_paths and shard_writer: folders, tar shards, the (index, seed) protocol, bad files."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 
 from adatok.cli import data as data_cli
 from adatok.data import load_image
-from adatok.data.datasets import (
+from adatok.data import (
     ImageDataset,
     ShardDataset,
     expand_braces,

@@ -1,4 +1,4 @@
-"""Tests for adatok.data.photos without the network: fake package trees stand in for .debs."""
+"""Tests for adatok.cli.photos (the `adatok data photos` command) without the network: fake package trees stand in for .debs."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import subprocess
 import pytest
 from PIL import Image
 
-from adatok.data import photos
+from adatok.cli import photos
 from adatok.errors import AdatokError
 
 MATE_COPYRIGHT = """Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/

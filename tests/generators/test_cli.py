@@ -6,7 +6,7 @@ from PIL import Image
 
 import adatok
 from adatok.cli.main import main
-from adatok.data.tokens import read_token_file
+from adatok.data.token_files import read_token_file
 
 
 def test_generate_writes_pngs_sheet_and_ids(generator_dir, tokenizer_dir, tmp_path, capsys):

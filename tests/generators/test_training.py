@@ -11,8 +11,9 @@ import torch
 import adatok
 from adatok.cli.main import main
 from adatok.data.images import load_image
-from adatok.data.tokens import read_token_file, write_token_file
+from adatok.data.token_files import read_token_file, write_token_file
 from adatok.errors import ConfigError
+from adatok.interface import PAD_ID
 from adatok.generators.training import arccos_mask, drop_labels, masked_token_loss
 from adatok.train import run
 from adatok.train.config import load_run_config
@@ -137,7 +138,7 @@ def test_length_aware_training_samples_lengths_as_trained(tmp_path):
     assert set(out.lengths.tolist()) == {8, 16}
     assert 0.6 < short.float().mean().item() < 0.9  # trained on 75 % short rows
     valid = torch.arange(16) < out.lengths.unsqueeze(1)
-    assert (out.ids[~valid] == 0).all()
+    assert (out.ids[~valid] == PAD_ID).all()  # one padding value (adatok.interface.PAD_ID)
     # the content follows the sampled length: short samples use codes < 32, long ones >= 32
     assert (out.ids[short][:, :8] < 32).float().mean() > 0.9
     assert (out.ids[~short] >= 32).float().mean() > 0.9

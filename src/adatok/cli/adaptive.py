@@ -7,6 +7,7 @@ import argparse
 import torch
 
 from ..errors import ConfigError
+from ..interface import AdaptiveTokenizer
 from ..tokenizers.selection import CRITERIA
 
 
@@ -26,7 +27,8 @@ def add_adaptive_args(p: argparse.ArgumentParser) -> None:
 
 
 def is_adaptive(model) -> bool:
-    return hasattr(model, "select")
+    """Whether ``model`` declares adaptive lengths (``adatok.interface.AdaptiveTokenizer``)."""
+    return isinstance(model, AdaptiveTokenizer)
 
 
 def check_adaptive_args(args, model) -> None:
@@ -45,7 +47,8 @@ def select(model, batch: torch.Tensor, args, return_images: bool):
         threshold = args.threshold
         if args.criterion == "budget" and threshold is not None:
             threshold = int(threshold)
-        sel = model.select(batch, args.criterion, threshold, args.max_tokens, generator, return_images)
+        sel = model.select(batch, args.criterion, threshold, args.max_tokens, return_images=return_images,
+                           generator=generator)
     else:
-        sel = model.select(batch, "budget", None, args.max_tokens, generator, return_images)
+        sel = model.select(batch, "budget", None, args.max_tokens, return_images=return_images, generator=generator)
     return sel.tokens, sel.images

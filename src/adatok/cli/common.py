@@ -15,6 +15,7 @@ from ..data.images import iter_image_batches, list_image_files
 from ..atomic import is_disk_full
 from ..errors import AdatokError, ConfigError, OutputError
 from ..hub import load
+from ..interface import Tokenizer
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
@@ -40,6 +41,15 @@ def checked_device(args) -> torch.device:
 
 def load_model(args) -> torch.nn.Module:
     return load(args.model, weights=args.weights, device=checked_device(args))
+
+
+def load_tokenizer(args) -> Tokenizer:
+    """``--model`` loaded, and a one-line error unless it is an image tokenizer (``adatok.interface``)."""
+    model = load_model(args)
+    if not isinstance(model, Tokenizer):
+        raise ConfigError(f"--model {args.model}: a {type(model).__name__}, not an image tokenizer "
+                          "(see `adatok models` for the tokenizers)")
+    return model
 
 
 def autocast(args, device: torch.device):

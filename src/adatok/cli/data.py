@@ -74,7 +74,7 @@ def run(args) -> int:
 
 
 def _run_shard(args) -> int:
-    from ..data.datasets import write_shards
+    from ..data.shard_writer import write_shards
 
     paths, skipped = write_shards(args.src, args.dst, samples_per_shard=args.per_shard,
                                   labelled=args.labelled, overwrite=args.overwrite)
@@ -84,7 +84,7 @@ def _run_shard(args) -> int:
 
 
 def _run_photos(args) -> int:
-    from ..data.photos import assemble_photo_pool
+    from .photos import assemble_photo_pool
 
     summary = assemble_photo_pool(args.dir, cache=args.cache, heldout_every=args.heldout_every)
     # Skipped packages/files were already reported, one warning line each, on the
@@ -128,7 +128,7 @@ def _run_resize(args) -> int:
 def _run_pretokenize(args) -> int:
     import torch
 
-    from ..data.tokens import pretokenize
+    from ..tokenizers.pretokenize import pretokenize
     from .common import check_output_file, load_model
 
     args.model = args.tokenizer

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 from ..eval.metrics import codebook_usage, psnr, ssim
-from .common import ReadableBatches, add_model_args, autocast, load_model
+from ..interface import Tokenizer
+from .common import ReadableBatches, add_model_args, autocast, load_tokenizer
 
 
 def add_parser(sub) -> None:
@@ -15,7 +16,7 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
-def evaluate(model, batches, device, amp=None) -> dict:
+def evaluate(model: Tokenizer, batches, device, amp=None) -> dict:
     """Mean PSNR/SSIM (reconstructions rounded to 8 bits, as saved images are), tokens per image,
     and codebook usage over ``(paths, batch)`` pairs."""
     psnrs, ssims, lengths, ids = [], [], [], []
@@ -34,13 +35,13 @@ def evaluate(model, batches, device, amp=None) -> dict:
     p, s = torch.cat(psnrs), torch.cat(ssims)
     out = {"images": p.numel(), "psnr": p.mean().item(), "psnr_std": p.std().item() if p.numel() > 1 else 0.0,
            "ssim": s.mean().item(), "tokens": torch.cat(lengths).float().mean().item()}
-    if ids and hasattr(model, "config") and getattr(model.config, "codebook_size", None):
-        out.update(codebook_usage(torch.cat(ids), model.config.codebook_size))
+    if ids and model.discrete:
+        out.update(codebook_usage(torch.cat(ids), model.codebook_size))
     return out
 
 
 def run(args) -> int:
-    model = load_model(args)
+    model = load_tokenizer(args)
     device = next(model.parameters()).device
     batches = ReadableBatches(args, model.image_size, "eval")
     result = evaluate(model, batches, device, autocast(args, device))

@@ -60,7 +60,7 @@ def _sampling_args(args) -> dict:
 
 def run(args) -> int:
     from ..data.images import save_image
-    from ..data.tokens import write_token_file
+    from ..data.token_files import write_token_file
     from ..generators import MaskGIT, SamplingConfig, check_pair, generate_images
     from ..generators.config import check_sampling
     from ..hub import load

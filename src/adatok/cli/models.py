@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from ..interface import AdaptiveTokenizer
 from ..registry import create_model, get_config, get_preset, list_models
 
 
@@ -16,10 +17,11 @@ def add_parser(sub) -> None:
 def describe(name: str) -> dict:
     preset, cfg = get_preset(name), get_config(name)
     with torch.device("meta"):  # count parameters without allocating them
-        params = sum(p.numel() for p in create_model(cfg).parameters())
+        model = create_model(cfg)
+    params = sum(p.numel() for p in model.parameters())
     return {
         "name": name,
-        "tokens": getattr(cfg, "token_range", None) or cfg.num_tokens,  # adaptive models: a range
+        "tokens": _tokens(model, cfg),
         "image": cfg.image_size,
         "quantizer": cfg.quantizer_summary(),
         "params": f"{params / 1e6:.1f}M",
@@ -37,6 +39,14 @@ def run(args) -> int:
     for r in rows:
         print("  ".join(str(r[c]).ljust(widths[c]) for c in cols))
     return 0
+
+
+def _tokens(model, cfg) -> str:
+    """Token count: an adaptive tokenizer's range of lengths, else the config's count."""
+    if isinstance(model, AdaptiveTokenizer):
+        lengths = model.allowed_lengths
+        return f"{lengths[0]}..{lengths[-1]}"
+    return str(cfg.num_tokens)
 
 
 def _weights(preset) -> str:

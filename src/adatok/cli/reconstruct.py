@@ -9,7 +9,7 @@ import torch
 from ..data.images import make_strip, save_image
 from ..eval.metrics import psnr
 from .adaptive import add_adaptive_args, check_adaptive_args, select
-from .common import ReadableBatches, add_model_args, autocast, check_output_dir, load_model
+from .common import ReadableBatches, add_model_args, autocast, check_output_dir, load_tokenizer
 
 
 def add_parser(sub) -> None:
@@ -26,7 +26,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     out = check_output_dir(args.out)
-    model = load_model(args)
+    model = load_tokenizer(args)
     check_adaptive_args(args, model)
     device = next(model.parameters()).device
     scores = []
@@ -92,8 +92,8 @@ class _NameQueue:
 def _write_length_strips(model, batch, names, out: Path, seed: int) -> None:
     """original | reconstruction at each token count, one PNG per image."""
     generator = torch.Generator(batch.device).manual_seed(seed)
-    rollout = model.rollout(batch, pixels="all", generator=generator)
+    sweep = model.sweep(batch, generator=generator)  # an AdaptiveTokenizer (check_adaptive_args)
     for b, name in enumerate(names):
-        images = [batch[b].float()] + [it.images[b].float().clamp(0, 1) for it in rollout.iterations]
-        labels = ["original"] + [f"{it.num_tokens} tokens" for it in rollout.iterations]
+        images = [batch[b].float()] + [sweep.images[t, b] for t in range(len(sweep.lengths))]
+        labels = ["original"] + [f"{n} tokens" for n in sweep.lengths]
         save_image(make_strip(images, labels), out / f"{name}_lengths.png")

@@ -12,7 +12,7 @@ from safetensors.torch import save_file
 from ..errors import ConfigError
 from .adaptive import add_adaptive_args, check_adaptive_args, select
 from ..atomic import atomic_write, atomic_write_path
-from .common import ReadableBatches, add_model_args, autocast, check_output_file, load_model
+from .common import ReadableBatches, add_model_args, autocast, check_output_file, load_tokenizer
 
 
 def add_parser(sub) -> None:
@@ -30,7 +30,7 @@ def run(args) -> int:
     if out.suffix not in (".safetensors", ".npz"):
         raise ConfigError(f"--out {out}: use a .safetensors or .npz file name")
     check_output_file(out)  # before loading the model: a bad --out must not cost the whole run
-    model = load_model(args)
+    model = load_tokenizer(args)
     check_adaptive_args(args, model)
     device = next(model.parameters()).device
     ids, lengths, codes, names = [], [], [], []

@@ -1,4 +1,10 @@
-"""Data: image files to tensors (float ``B x 3 x H x W`` in [0, 1]) and back."""
+"""Data: reading and writing images, shards and token files; no model runs here.
+
+Shaped as timm's ``data/``: ``readers/`` holds one dataset class per kind of source (image folder,
+tar shards, token file) with one item protocol, and :func:`create_dataset` picks the reader for a
+path. Beside them: image loading (``images.py``), seeded transforms, the resumable sampler, shard
+paths and the shard writer, and the token-file format.
+"""
 
 from adatok.data.images import (
     IMAGE_EXTENSIONS,
@@ -13,9 +19,12 @@ from adatok.data.images import (
     to_uint8,
     read_image,
 )
-from adatok.data.datasets import ImageDataset, ShardDataset, write_shards
-from adatok.data.photos import assemble_photo_pool
+from adatok.data.factory import create_dataset
+from adatok.data.readers import ImageDataset, SampleDataset, ShardDataset, TokenDataset, split_member_name
 from adatok.data.sampler import ResumableBatchSampler
+from adatok.data.shard_paths import expand_braces, expand_shards
+from adatok.data.shard_writer import ShardWriteResult, write_shards
+from adatok.data.token_files import TokenFile, is_token_file, read_token_file, write_token_file
 from adatok.data.transforms import ImageTransform
 
 __all__ = [
@@ -30,10 +39,20 @@ __all__ = [
     "save_image",
     "to_uint8",
     "read_image",
+    "create_dataset",
     "ImageDataset",
+    "SampleDataset",
     "ShardDataset",
+    "TokenDataset",
+    "split_member_name",
+    "expand_braces",
+    "expand_shards",
+    "ShardWriteResult",
     "write_shards",
-    "assemble_photo_pool",
+    "TokenFile",
+    "is_token_file",
+    "read_token_file",
+    "write_token_file",
     "ResumableBatchSampler",
     "ImageTransform",
 ]

@@ -22,7 +22,7 @@ Crops (all end as a float32 ``3 x size x size`` tensor in [0, 1]):
 The work is split in two: :meth:`ImageTransform.prepare` (seed-independent: colour mode and,
 for ``"random"``/``"center"``, the shorter-side resize, which is most of the cost on large
 photos) and :meth:`ImageTransform.apply` (the seeded crop and flip). A dataset may cache
-prepared images (see ``cache_prepared`` in :mod:`adatok.data.datasets`); the result is
+prepared images (see ``cache_prepared`` in :mod:`adatok.data.readers`); the result is
 bit-identical either way.
 
 Random draws, in order: crop offsets (``randint`` row then column; for ``random_resized`` up

@@ -1,6 +1,6 @@
 """Attention with dropout for the generators (the shared ``layers.Attention`` has none), and the
 two generator backbones: BERT (post-norm; official ``ImageBert``) and UViT (pre-norm with long
-skips; official ``UViTBert``). Spec: specs/titok.md §9.2-9.3.
+skips; official ``UViTBert``). Official code: bytedance/1d-tokenizer, ``modeling/maskgit.py``.
 
 Both map an id sequence ``B x N`` to hidden states ``B x N x W``; the heads live in
 ``MaskGIT`` (``maskgit.py``).

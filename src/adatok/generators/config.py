@@ -1,6 +1,6 @@
 """MaskGIT generator configuration (frozen dataclasses; YAML is only for training runs).
 
-Token space (specs/titok.md §9.1), with V = ``codebook_size`` and C = ``num_classes``:
+Token space (the official TiTok generators, bytedance/1d-tokenizer), with V = ``codebook_size`` and C = ``num_classes``:
 
     0 .. V-1            image tokens (the tokenizer's codes)
     V                   [MASK]

@@ -1,5 +1,5 @@
 """Official TiTok generator checkpoints (bytedance/1d-tokenizer ``ImageBert`` / ``UViTBert``) ->
-adatok ``MaskGIT``. Key tables: specs/titok.md §9.2-9.3 and titok_keys/generator_*.tsv.
+adatok ``MaskGIT``. Key tables: the official ``ImageBert`` / ``UViTBert`` state dicts (bytedance/1d-tokenizer).
 
 Two pure functions, as for the tokenizers: ``convert_official_state_dict`` renames keys by an
 explicit table and fuses BERT's separate query/key/value projections into one ``qkv`` (rows

@@ -1,6 +1,6 @@
 """MaskGIT over 1D tokens: a bidirectional transformer predicts masked image tokens from the
 visible ones and a class token; sampling unmasks them in a few parallel steps (Chang et al.,
-CVPR 2022; used over TiTok tokens in Yu et al., NeurIPS 2024). Spec: specs/titok.md §9.
+CVPR 2022; used over TiTok tokens in Yu et al., NeurIPS 2024). Official code: bytedance/1d-tokenizer.
 
     gen = adatok.create_model("maskgit_tiny")
     out = gen.generate(labels=torch.tensor([0, 3]), seed=0)     # Generated(ids, lengths, labels)
@@ -16,6 +16,7 @@ from torch import nn
 
 from ..errors import InputError
 from ..hub_mixin import HubMixin
+from ..interface import PAD_ID
 from .blocks import BertBackbone, UViTBackbone
 from .config import MaskGITConfig, check_sampling
 from .sampling import gumbel_noise, maskgit_sample
@@ -32,7 +33,7 @@ class GeneratorOutput:
 
 @dataclass
 class Generated:
-    """Sampled tokens. Shapes: ids ``B x K`` int64 (positions past ``lengths`` hold 0), lengths
+    """Sampled tokens. Shapes: ids ``B x K`` int64 (positions past ``lengths`` hold ``PAD_ID``, -1), lengths
     ``B`` int64, labels ``B`` int64 (-1 = unconditional), images ``B x 3 x H x W`` in [0, 1] when
     a tokenizer decoded them."""
 
@@ -165,7 +166,7 @@ class MaskGIT(HubMixin, nn.Module):
                 s.softmax_annealing if softmax_annealing is None else softmax_annealing, generator, progress)
         finally:
             self.train(was_training)
-        ids = torch.where(ids >= c.codebook_size, torch.zeros_like(ids), ids)  # [PAD] -> 0
+        ids = torch.where(ids >= c.codebook_size, torch.full_like(ids, PAD_ID), ids)  # [PAD] -> the tokenizers' pad
         return Generated(ids=ids, lengths=counts, labels=labels)
 
     def _length_bins(self, cond: torch.Tensor, lengths, b: int, generator) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""MaskGIT generator presets: the official TiTok generators (specs/titok.md §9) and tiny ones."""
+"""MaskGIT generator presets: the official TiTok generators (TiTok, Yu et al., NeurIPS 2024; official code bytedance/1d-tokenizer) and tiny ones."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The MaskGIT sampling loop over 1D tokens (specs/titok.md §9.5), batched and seeded.
+"""The MaskGIT sampling loop over 1D tokens (the official `generate` of bytedance/1d-tokenizer), batched and seeded.
 
 All K ids start as [MASK]. At step s = 0..S-1 (ratio = (s+1)/S):
 

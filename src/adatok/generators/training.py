@@ -1,4 +1,4 @@
-"""MaskGIT training objective as pure tensor functions (specs/titok.md §9.4).
+"""MaskGIT training objective as pure tensor functions (TiTok's official recipe, configs/training/generator/maskgit.yaml of bytedance/1d-tokenizer).
 
 * masking: per sample t ~ U(0, 1), ratio r = arccos(t) / (pi/2) clamped to [1e-6, 1], n = round(L r)
   clamped to [1, L] positions chosen uniformly among the sample's L valid positions;

@@ -1,7 +1,10 @@
-"""Named token-reduced classifiers (timm model + reduction config) and loading classifiers to run.
+"""Named token-reduced classifiers (a timm ViT + a reduction config), in the one model registry.
 
-The presets live in their own small registry (not ``adatok.list_models()``, which lists
-tokenizers): ``adatok.reduction.list_presets()`` / ``create_model(name)``.
+The presets register as the family ``reduction`` in ``adatok.registry``: they appear in
+``adatok.list_models()`` / ``adatok models`` and build with ``adatok.create_model(name)``.
+``adatok.reduction.create_model(name, weights=..., **timm_kwargs)`` is the same build with timm
+arguments (``num_classes``, ``img_size``, ``depth``, ...) and a weight file; ``list_presets`` and
+``get_preset`` are the registry's, filtered to this family. Also: loading classifiers to run.
 """
 
 from __future__ import annotations
@@ -9,54 +12,73 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Optional
 
 from torch import nn
 
 from ..errors import CheckpointError, ConfigError
+from ..registry import PRESETS, Family, Preset, get_config, register_family, register_preset
+from ..registry import get_preset as _registry_preset
 from .imagepiece import ImagePieceConfig
+
+FAMILY = "reduction"
 
 
 @dataclass(frozen=True)
-class ReductionPreset:
-    name: str
+class ReducedViTConfig:
+    """A timm ViT (``timm_model``, random weights) patched with ``reduction`` (a ToMe, EViT or
+    ImagePiece config); ``attention`` as in ``adatok.reduction.apply``."""
+
     timm_model: str
-    config: Callable[[], object]
-    description: str
+    reduction: Any
+    attention: str = "sdpa"
+    image_size: int = 224  # the timm DeiT models' input side
+
+    @property
+    def num_tokens(self) -> str:
+        return f"{(self.image_size // 16) ** 2} patches, reduced"
+
+    def quantizer_summary(self) -> str:
+        return f"{type(self.reduction).__name__.removesuffix('Config')} token reduction (classifier)"
 
 
-PRESETS: dict[str, ReductionPreset] = {
-    p.name: p
-    for p in (
-        ReductionPreset("imagepiece_deit_tiny", "deit_tiny_patch16_224", ImagePieceConfig.table1,
-                        "DeiT-Ti/16 + LCB stem + ImagePiece, Table-1 setting (keep 0.7 at blocks 4/7/10)"),
-        ReductionPreset("imagepiece_deit_small", "deit_small_patch16_224", ImagePieceConfig.table1,
-                        "DeiT-S/16 + LCB stem + ImagePiece, Table-1 setting (keep 0.7 at blocks 4/7/10)"),
-    )
-}
+def build(config: ReducedViTConfig, *, trace: bool = False, **timm_kwargs) -> nn.Module:
+    """The timm model of ``config`` with its reduction applied."""
+    import timm
+
+    from . import apply
+
+    model = timm.create_model(config.timm_model, pretrained=False, **timm_kwargs)
+    return apply(model, config.reduction, attention=config.attention, trace=trace)
+
+
+register_family(Family(name=FAMILY, config_cls=ReducedViTConfig, model_cls=build))
+for _name, _timm, _desc in (
+    ("imagepiece_deit_tiny", "deit_tiny_patch16_224",
+     "DeiT-Ti/16 + LCB stem + ImagePiece, Table-1 setting (keep 0.7 at blocks 4/7/10)"),
+    ("imagepiece_deit_small", "deit_small_patch16_224",
+     "DeiT-S/16 + LCB stem + ImagePiece, Table-1 setting (keep 0.7 at blocks 4/7/10)"),
+):
+    register_preset(Preset(_name, FAMILY, (lambda t=_timm: ReducedViTConfig(t, ImagePieceConfig.table1())), _desc))
 
 
 def list_presets() -> list[str]:
-    return sorted(PRESETS)
+    """Names of the token-reduced classifier presets."""
+    return sorted(n for n, p in PRESETS.items() if p.family == FAMILY)
 
 
-def get_preset(name: str) -> ReductionPreset:
-    if name not in PRESETS:
+def get_preset(name: str) -> Preset:
+    if name not in list_presets():
         raise ConfigError(f"unknown reduction preset {name!r}; presets: {list_presets()}")
-    return PRESETS[name]
+    return _registry_preset(name)
 
 
 def create_model(name: str, *, weights: Optional[str] = None, attention: str = "sdpa", trace: bool = False,
                  **timm_kwargs) -> nn.Module:
     """Build preset ``name`` (random weights unless ``weights``, a file of this patched model's
     state dict); ``timm_kwargs`` go to ``timm.create_model`` (``num_classes``, ``img_size``, ``depth``...)."""
-    import timm
-
-    from . import apply
-
-    preset = get_preset(name)
-    model = timm.create_model(preset.timm_model, pretrained=False, **timm_kwargs)
-    apply(model, preset.config(), attention=attention, trace=trace)
+    get_preset(name)
+    model = build(get_config(name, attention=attention), trace=trace, **timm_kwargs)
     if weights:
         load_state(model, Path(weights))
     return model
@@ -131,7 +153,7 @@ def load_classifier(source: str, weights: Optional[str] = None, pretrained: bool
                        "std": tuple(cfg["std"]), "crop_pct": cfg["crop_pct"], "crop_mode": cfg.get("crop_mode", "center")}
         return Classifier(model.eval(), size, data_config["mean"], data_config["std"],
                           _class_names(meta["num_classes"], meta.get("classes")), str(path), data_config)
-    if source in PRESETS:
+    if source in list_presets():
         model = create_model(source, weights=weights)
     elif source in timm.list_models():
         try:

@@ -2,47 +2,21 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from torch.utils.data import DataLoader
 
+from ..data.factory import create_dataset
 from ..data.sampler import ResumableBatchSampler
-from ..errors import AdatokError, ConfigError
+from ..errors import AdatokError
 from .config import RunConfig
 from .distributed import DistInfo
 
 
-def _is_shards(source: str) -> bool:
-    p = Path(source)
-    return ".tar" in source or "{" in source or (p.is_dir() and any(p.glob("*.tar")))
-
-
 def build_dataset(source: str, cfg, labelled: bool, train: bool, transform=None):
-    from ..data.datasets import ImageDataset, ShardDataset
-    from ..data.transforms import ImageTransform
-
-    if not source:
-        raise ConfigError("no training data: set data.train=FOLDER (images, ImageFolder tree, or shards)")
-    if source.endswith((".safetensors", ".npz")):  # a token file (generator training)
-        from ..data.tokens import TokenDataset
-
-        return TokenDataset(source)
-    if transform is None:  # else the task's own (classification with timm's transforms)
-        transform = ImageTransform(cfg.image_size, crop=cfg.crop if train else "center", flip=cfg.flip and train,
-                                   scale=tuple(cfg.scale))
-    fmt = cfg.format
-    if fmt == "auto":
-        fmt = "shards" if _is_shards(source) else ("imagefolder" if labelled else "folder")
-    if fmt == "shards":
-        shards = ShardDataset(source, transform, cache_prepared=cfg.cache)
-        if labelled and not shards.has_labels:
-            raise ConfigError(f"{source}: these shards carry no .cls labels and this task needs them — write them "
-                              "from an ImageFolder tree: adatok data shard SRC DST --labelled")
-        return shards
-    if labelled and fmt != "imagefolder":
-        raise ConfigError(f"this task needs labels: data.format must be imagefolder or shards, got {fmt}")
-    return ImageDataset(source, transform, labelled=fmt == "imagefolder", cache_prepared=cfg.cache)
+    """The dataset of ``source`` with the run's ``DataConfig`` (``adatok.data.create_dataset``);
+    ``transform`` replaces the image transform (classification with timm's transforms)."""
+    return create_dataset(source, cfg.image_size, labelled=labelled, train=train, format=cfg.format, crop=cfg.crop,
+                          flip=cfg.flip, scale=cfg.scale, cache=cfg.cache, transform=transform)
 
 
 def build_loader(cfg: RunConfig, labelled: bool, info: DistInfo, start: int, transform=None) -> DataLoader:
@@ -61,7 +35,7 @@ def build_eval_images(cfg: RunConfig, labelled: bool) -> torch.Tensor | None:
     if not cfg.data.num_samples:
         return None
     if cfg.data.train.endswith((".safetensors", ".npz")):  # token data: the class labels to generate
-        from ..data.tokens import TokenDataset
+        from ..data.readers import TokenDataset
 
         return TokenDataset(cfg.data.train).spread_labels(cfg.data.num_samples)
     dataset = build_dataset(cfg.data.heldout or cfg.data.train, cfg.data, labelled=False, train=False)

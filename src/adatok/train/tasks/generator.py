@@ -49,7 +49,7 @@ class MaskGITTask(Task):
 
     def __init__(self, run, device):
         super().__init__(run, device)
-        from ...data.tokens import read_token_file
+        from ...data.token_files import read_token_file
 
         if not run.data.train.endswith((".safetensors", ".npz")):
             raise ConfigError(f"task maskgit trains on a token file (data.train=tokens.safetensors), got "

@@ -1,7 +1,7 @@
 """Assemble the real-photo training pool (70 photos) from Debian packages and installed wheels.
 
 No data set can be downloaded at run time here, but Debian's package archive and PyPI can be
-reached. The pool (see ``shared/DATA.md``, "Photo pool for training tokenizers"):
+reached. The pool (README, "Default models"; `adatok data photos`):
 
 * Debian wallpaper/doc packages, fetched with ``apt-get download NAME`` into a cache folder
   and unpacked with ``dpkg-deb -x`` into a temporary folder — never installed system-wide;
@@ -397,7 +397,7 @@ def _remove_stale(dest: Path, records: list[dict]) -> None:
 
 
 def _write_manifest(dest: Path, records: list[dict], heldout_every: int) -> None:
-    manifest = {"created_by": "adatok.data.photos.assemble_photo_pool",
+    manifest = {"created_by": "adatok.cli.photos.assemble_photo_pool",
                 "heldout_every": heldout_every, "photos": records}
     atomic_write_bytes(dest / "manifest.json",
                   (json.dumps(manifest, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
