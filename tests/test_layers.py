@@ -11,7 +11,7 @@ PACKAGE = SRC / "adatok"
 # Lowest first. A module may import its own layer and the layers below it, never one above.
 LAYERS = [
     {"errors", "atomic", "config_utils", "convert_utils", "types", "interface", "checks", "registry", "hub",
-     "layers", "data"},
+     "layers", "data", "tracing", "model_types", "hub_mixin", "recipes", "extras"},
     {"quantizers", "pixel", "losses"},
     {"tokenizers", "tokenizers.titok", "tokenizers.alit", "reduction", "generators"},
     {"train", "eval", "viz"},
@@ -25,9 +25,8 @@ EXCEPTIONS = {
     # the layer-1 model packages are the base tokenizers of the layer-2 ones
     ("tokenizers.titok", "pixel"): "TiTok decodes through the MaskGIT-VQGAN (its proxy-code teacher)",
     ("tokenizers.alit", "pixel"): "ALIT's base tokenizer is the MaskGIT-VQGAN or the KL-VAE",
-    # to remove (issue 14, model side): shared parts move to layers/
-    ("tokenizers.alit", "tokenizers.titok"): "ViTConfig, the block table and ProxyCodeHead -> layers/",
-    ("losses", "pixel"): "Conv2dSame / same_padding -> layers/conv.py",
+    # ToMe inside a tokenizer encoder patches that encoder's forward (reduction/tokenizer_patch.py)
+    ("reduction", "tokenizers.titok"): "the patch replaces TiTok's encoder transformer forward",
 }
 
 

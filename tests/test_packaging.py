@@ -114,6 +114,8 @@ def test_every_flag_has_help_and_help_is_current():
 ])
 def test_missing_extra_names_it_in_one_line(monkeypatch, capsys, module, argv, extra):
     monkeypatch.setitem(sys.modules, module, None)  # what `import module` sees when it is not installed
+    for name in [n for n in sys.modules if n.startswith(module + ".")]:  # submodules an earlier test imported
+        monkeypatch.setitem(sys.modules, name, None)
     monkeypatch.delenv("ADATOK_DEBUG", raising=False)
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()

@@ -104,8 +104,7 @@ def _is_repo_id(name: str) -> bool:
 
 
 def _is_preset(name: str) -> bool:
-    from . import models  # noqa: F401  (registers every preset)
-    from .registry import PRESETS
+    from .registry import PRESETS  # filled by adatok/models.py, which `import adatok` runs first
 
     return name in PRESETS
 

@@ -121,12 +121,17 @@ def check_output_file(path, flag: str = "--out") -> Path:
     return path
 
 
-def check_output_dir(path, flag: str = "--out") -> Path:
-    """As :func:`check_output_file`, for an output folder (created if missing)."""
+def check_output_dir(path, flag: str = "--out", keep: bool = True) -> Path:
+    """As :func:`check_output_file`, for an output folder (created if missing; with ``keep=False``
+    the folders the check created are removed again, so a run that fails later writes nothing)."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise OutputError(f"{flag} {path}: is a file, not a folder; give a folder name")
+    created = [p for p in [path, *path.parents] if not p.exists()]
     _probe_folder(path, flag, path)
+    if not keep:
+        for folder in created:  # deepest first
+            folder.rmdir()
     return path
 
 

@@ -75,7 +75,7 @@ def run(args) -> int:
     check_sampling(sampling.get("steps", defaults.steps), sampling.get("schedule", defaults.schedule),
                    sampling.get("guidance", 0.0), sampling.get("temperature", 0.0))
     device = _device(args.device)
-    check_output_dir(args.out)
+    check_output_dir(args.out, keep=False)  # before loading: a bad --out must not cost the run
     generator = load(args.generator, weights=args.generator_weights, device=device)
     if not isinstance(generator, MaskGIT):
         raise ConfigError(f"--generator {args.generator}: a {type(generator).__name__}, not a MaskGIT generator")

@@ -66,3 +66,6 @@ class PrefixConfig:
     @property
     def image_size(self) -> int:
         return self.titok.image_size
+
+    def quantizer_summary(self) -> str:
+        return self.titok.quantizer_summary() + f", prefixes {self.allowed_lengths[0]}..{self.num_tokens}"
