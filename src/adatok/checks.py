@@ -90,3 +90,28 @@ def check_full_lengths(lengths, ids: torch.Tensor) -> None:
         raise InputError(
             f"this is a fixed-length tokenizer: every image has {ids.shape[1]} tokens, got lengths {lengths.tolist()}"
         )
+
+
+def check_lengths(lengths, batch: int, width: int, allowed, device=None) -> torch.Tensor:
+    """Per-image token counts of ``B x width`` padded tokens: an integer tensor of shape ``(B,)``,
+    each one of ``allowed`` and at most ``width``. ``None`` means every row is full (``width``,
+    which must then be allowed)."""
+    if lengths is None:
+        lengths = torch.full((batch,), width, dtype=torch.long, device=device)
+    if not isinstance(lengths, torch.Tensor) or lengths.shape != (batch,) or lengths.is_floating_point():
+        raise InputError(f"lengths must be an integer tensor of shape ({batch},)")
+    got = set(lengths.tolist())
+    if got and (not got <= set(allowed) or max(got) > width):  # (an empty batch has no lengths)
+        raise InputError(f"lengths {sorted(got)}: each must be one of {sorted(allowed)} and at most the "
+                         f"{width} tokens given per row")
+    return lengths.long()
+
+
+def check_ids_in_range(ids: torch.Tensor, lengths: torch.Tensor, codebook_size: int) -> torch.Tensor:
+    """The ``B x L`` mask of each row's first ``lengths`` ids, after checking those lie in
+    ``[0, codebook_size)`` (the padding beyond them is never read)."""
+    valid = torch.arange(ids.shape[1], device=ids.device)[None] < lengths[:, None]
+    picked = ids[valid]
+    if picked.numel() and bool(((picked < 0) | (picked >= codebook_size)).any()):
+        raise InputError(f"ids out of range: the first `lengths` ids of each row must lie in [0, {codebook_size})")
+    return valid

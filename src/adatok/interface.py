@@ -26,6 +26,7 @@ from typing import Optional
 import torch
 from torch import nn
 
+from .errors import InputError
 from .types import RateSweep, Selection, Tokens
 
 PAD_ID = -1  # the one padding value of token ids, in memory and in every token file
@@ -105,6 +106,15 @@ class AdaptiveTokenizer(Tokenizer):
         (a name or a ``selection.Criterion``; see ``tokenizers/selection.py``), else the one with the
         lowest error. ``max_tokens`` caps every image. ``generator`` seeds a tokenizer with random
         choices (ALIT's Bernoulli halting); deterministic ones ignore it."""
+
+    def sweep_lengths(self, lengths: Optional[tuple[int, ...]] = None) -> tuple[int, ...]:
+        """``lengths`` for ``sweep`` checked against ``allowed_lengths`` (default: all of them)."""
+        allowed = self.allowed_lengths
+        lengths = allowed if lengths is None else tuple(int(n) for n in lengths)
+        bad = [n for n in lengths if n not in allowed]
+        if bad or not lengths:
+            raise InputError(f"lengths {bad or list(lengths)} are not among this model's {list(allowed)}")
+        return lengths
 
     @abc.abstractmethod
     def sweep(self, images: torch.Tensor, lengths: Optional[tuple[int, ...]] = None, *,

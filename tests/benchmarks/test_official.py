@@ -68,7 +68,7 @@ def test_script_exits_2_with_the_line(tmp_path, capsys):
 
 
 def test_official_model_comes_from_the_checkout_and_is_checked(tmp_path):
-    timm = pytest.importorskip("timm")
+    import timm  # a core dependency of adatok
     folder = fake_tome(tmp_path)
     mod = official.import_official("tome", folder)
     assert str(folder) in mod.__file__

@@ -32,7 +32,7 @@ from ...layers.init import trunc_normal_init_
 from ...pixel.kl_vae import KLVAE
 from ...pixel.maskgit_vqgan import MaskGITVQGAN
 from ...quantizers import VectorQuantizer
-from ...checks import check_ids, check_images
+from ...checks import check_ids, check_ids_in_range, check_images, check_lengths
 from ...interface import PAD_ID, AdaptiveTokenizer
 from ...types import RateSweep, Selection, Tokens
 from ..selection import TokenConfidence, calibrate_confidence, get_criterion
@@ -144,11 +144,8 @@ class ALIT(HubMixin, AdaptiveTokenizer):
             raise InputError("this ALIT has continuous latents (no ids): use decode(tokens) or decode_codes")
         ids = check_ids(ids)
         lengths = self._check_lengths(ids, lengths)
-        valid = torch.arange(ids.shape[1], device=ids.device)[None] < lengths[:, None]
-        picked = ids[valid]
         v = self.config.codebook_size
-        if picked.numel() and bool(((picked < 0) | (picked >= v)).any()):
-            raise InputError(f"ids out of range: the first `lengths` ids of each row must lie in [0, {v})")
+        valid = check_ids_in_range(ids, lengths, v)
         codes = self.quantizer.lookup(ids.clamp(0, v - 1)) * valid[..., None]
         return self.decode_codes(codes, lengths, clamp)
 
@@ -168,10 +165,7 @@ class ALIT(HubMixin, AdaptiveTokenizer):
         """Reconstructions at each of ``lengths`` (default every iteration's): one rollout of the
         iterations up to the longest, pixel-decoding only the iterations asked for."""
         allowed = self.allowed_lengths
-        lengths = allowed if lengths is None else tuple(int(n) for n in lengths)
-        bad = [n for n in lengths if n not in allowed]
-        if bad or not lengths:
-            raise InputError(f"lengths {list(bad) or list(lengths)} are not among this model's {list(allowed)}")
+        lengths = self.sweep_lengths(lengths)
         at = sorted({allowed.index(n) for n in lengths})
         r = self.rollout(images, iters=at[-1] + 1, pixels=at, generator=generator)
         images_out = torch.stack([r.iterations[allowed.index(n)].images.float().clamp(0, 1) for n in lengths])
@@ -205,16 +199,7 @@ class ALIT(HubMixin, AdaptiveTokenizer):
         cfg, (b, width) = self.config, ids.shape[:2]
         if width > cfg.max_tokens:
             raise InputError(f"got {width} tokens per row; this model reads at most {cfg.max_tokens}")
-        if lengths is None:
-            lengths = torch.full((b,), width, dtype=torch.long, device=ids.device)
-        if not isinstance(lengths, torch.Tensor) or lengths.shape != (b,) or lengths.is_floating_point():
-            raise InputError(f"lengths must be an integer tensor of shape ({b},)")
-        allowed = set(cfg.token_counts)
-        got = set(lengths.tolist())
-        if got and (not got <= allowed or max(got) > width):  # (an empty batch has no lengths)
-            raise InputError(f"lengths {sorted(got)}: each must be one of {sorted(allowed)} and at most the "
-                             f"{width} tokens given per row")
-        return lengths.long()
+        return check_lengths(lengths, b, width, cfg.token_counts, ids.device)
 
 
 _NO_CONFIDENCE = ("the confidence criterion reads the decoder's probability of the base codes; this ALIT has a "

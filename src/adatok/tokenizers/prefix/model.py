@@ -35,7 +35,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from ...checks import check_ids, check_images
+from ...checks import check_ids, check_ids_in_range, check_images, check_lengths
 from ...errors import ConfigError, InputError
 from ...interface import PAD_ID, AdaptiveTokenizer
 from ...types import RateSweep, Selection, Tokens, TokenizerOutput
@@ -124,13 +124,7 @@ class PrefixTiTok(AdaptiveTokenizer):
                 raise InputError(f"{width} tokens per row is not an allowed length {list(self.allowed_lengths)}: "
                                  "pass lengths")
             return torch.full((b,), width, dtype=torch.long, device=device)
-        if not isinstance(lengths, torch.Tensor) or lengths.shape != (b,) or lengths.is_floating_point():
-            raise InputError(f"lengths must be an integer tensor of shape ({b},)")
-        got = set(lengths.tolist())
-        if not got <= set(self.allowed_lengths) or max(got) > width:
-            raise InputError(f"lengths {sorted(got)}: each must be one of {list(self.allowed_lengths)} and at most "
-                             f"the {width} tokens given per row")
-        return lengths.long().to(device)
+        return check_lengths(lengths, b, width, self.allowed_lengths).to(device)
 
     # -- the round trip -----------------------------------------------------------------------
     def encode(self, images: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> Tokens:
@@ -166,11 +160,8 @@ class PrefixTiTok(AdaptiveTokenizer):
         if ids.shape[1] > self.max_tokens:
             raise InputError(f"got {ids.shape[1]} ids per row; this model reads at most {self.max_tokens}")
         lengths = self._check_lengths(lengths, ids.shape[0], ids.shape[1], ids.device)
-        valid = torch.arange(ids.shape[1], device=ids.device)[None] < lengths[:, None]
         v = self.codebook_size
-        picked = ids[valid]
-        if picked.numel() and bool(((picked < 0) | (picked >= v)).any()):
-            raise InputError(f"ids out of range: the first `lengths` ids of each row must lie in [0, {v})")
+        check_ids_in_range(ids, lengths, v)
         codes = self.titok.quantizer.lookup(ids.clamp(0, v - 1))
         return self.decode_codes(codes, lengths, clamp)
 
@@ -180,10 +171,7 @@ class PrefixTiTok(AdaptiveTokenizer):
         """Reconstructions at each of ``lengths`` (default every allowed one): encode once, then one
         decoder call on the codes repeated T times with each copy's tail masked."""
         check_images(images, self.image_size)
-        lengths = self.allowed_lengths if lengths is None else tuple(int(n) for n in lengths)
-        bad = [n for n in lengths if n not in self.allowed_lengths]
-        if bad or not lengths:
-            raise InputError(f"lengths {bad or list(lengths)} are not among this model's {list(self.allowed_lengths)}")
+        lengths = self.sweep_lengths(lengths)
         codes = self._encode(images)[0].codes
         t, b = len(lengths), images.shape[0]
         per = torch.tensor(lengths, device=images.device).repeat_interleave(b)
