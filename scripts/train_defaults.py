@@ -10,6 +10,7 @@ Stages (each skipped when its export already exists, so an interrupted run conti
   2. titok_default          configs/defaults/titok.yaml (single stage, on pixels)
   3. alit_default           configs/defaults/alit.yaml (stage 1 on the VQGAN's codes), then
                             configs/defaults/alit_finetune.yaml (stage 2, on pixels)
+  4. titok_prefix_default   configs/defaults/titok_prefix.yaml (tail-token drop, warm start: stage 2's TiTok)
 TiTok and ALIT train on 64 px crops of 5-100% of each photo of the 768 px pool (--hires-pool): on the
 whole photos of the 256 px pool they memorised the 59 training photos. Then evaluation (PSNR / SSIM
 per token count on the held-out photos, 64 px center crops of the 256 px pool) and the model cards.
@@ -31,10 +32,11 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS = ROOT / "src" / "adatok" / "weights"
-NAMES = {"vqgan": "maskgit_vqgan_default", "titok": "titok_default", "alit": "alit_default"}
+NAMES = {"vqgan": "maskgit_vqgan_default", "titok": "titok_default", "alit": "alit_default",
+         "prefix": "titok_prefix_default"}
 # The runs behind each shipped model, in order; the last one's export is what ships.
-RUNS = {"vqgan": ["vqgan"], "titok": ["titok"], "alit": ["alit", "alit_finetune"]}
-HIRES_RUNS = ("titok", "alit", "alit_finetune")  # trained on the --hires-pool (768 px shorter side)
+RUNS = {"vqgan": ["vqgan"], "titok": ["titok"], "alit": ["alit", "alit_finetune"], "prefix": ["titok_prefix"]}
+HIRES_RUNS = ("titok", "alit", "alit_finetune", "titok_prefix")  # trained on the --hires-pool (768 px shorter side)
 TEACHER_STAGES = ("alit",)  # trained on the codes of the default VQGAN
 
 
@@ -51,6 +53,8 @@ def train(stage: str, work: Path, pools: dict, extra: dict) -> subprocess.Popen:
         cmd.append(f"teacher={shipped_run(work, 'vqgan')}")
     if stage == "alit_finetune":  # continues stage 1
         cmd.append(f"model={work / 'alit' / 'model'}")
+    if stage == "titok_prefix":  # starts from the TiTok this run trained
+        cmd.append(f"options.warm_start={shipped_run(work, 'titok')}")
     print("+", " ".join(cmd), flush=True)
     return subprocess.Popen(cmd)
 
@@ -96,42 +100,56 @@ def device_description() -> str:
 
 
 @torch.no_grad()
-def evaluate(work: Path, pool: Path) -> dict:
+def evaluate(work: Path, pool: Path, stages: list[str]) -> dict:
+    """PSNR / SSIM of each trained stage on the held-out crop set (adatok/eval/crops.py: 21 crops a photo at
+    scales 1, 1/2, 1/4, 64 px; 168 images from the 8 held-out photos), and on crops of the training photos
+    (every k-th, at most ~340) to show how much of the held-out gap is memorisation."""
+    import torch.nn.functional as F
+
     import adatok
-    from adatok.data import list_image_files, load_images
+    from adatok.eval.crops import heldout_crops
     from adatok.eval.metrics import psnr, ssim
 
-    images, paths, _ = load_images(list_image_files([pool / "heldout"]), 64)
-    train_images, _, _ = load_images(list_image_files([pool / "train"]), 64)
-    report = {"heldout": [p.name for p in paths]}
+    images, names = heldout_crops(pool / "heldout", 64)
+    train_images, _ = heldout_crops(pool / "train", 64)
+    train_images = train_images[:: max(1, len(train_images) // 336)]
+    photos = sorted({n.split("@")[0] for n in names})
+    report = {"heldout": photos, "heldout_images": len(images), "training_images": len(train_images),
+              "training photos": {}}
+
+    def rounded(x):  # as saved images are
+        return (x.clamp(0, 1) * 255).round() / 255
 
     def scores(recon):
+        recon = rounded(recon)
         return {"psnr": float(psnr(recon, images).mean()), "ssim": float(ssim(recon, images).mean())}
-
-    import torch.nn.functional as F
 
     def thumbnail(side):  # a plain baseline for scale: area-shrink, bilinear back up
         small = F.interpolate(images, size=(side, side), mode="area")
-        return F.interpolate(small, size=images.shape[-2:], mode="bilinear", align_corners=False).clamp(0, 1)
+        return F.interpolate(small, size=images.shape[-2:], mode="bilinear", align_corners=False)
 
     report["baselines"] = {f"{s}x{s} thumbnail": scores(thumbnail(s)) for s in (4, 8)}
-    vq = adatok.load(shipped_run(work, "vqgan"))
-    report["maskgit_vqgan_default"] = {"64 (8x8 codes)": scores(vq.reconstruct(images))}
-    titok = adatok.load(work / "titok" / "model")
-    report["titok_default"] = {str(titok.num_tokens): scores(titok.reconstruct(images))}
-    alit = adatok.load(shipped_run(work, "alit"), halting="threshold")
-    rollout = alit.rollout(images)
-    # the same measure on the training photos: how much of the held-out gap is memorisation
-    report["training photos"] = {
-        "maskgit_vqgan_default": float(psnr(vq.reconstruct(train_images), train_images).mean()),
-        "titok_default": float(psnr(titok.reconstruct(train_images), train_images).mean()),
-        "alit_default": float(psnr(alit.rollout(train_images).iterations[-1].images.clamp(0, 1), train_images).mean()),
-    }
-    report["alit_default"] = {str(it.num_tokens): scores(it.images.clamp(0, 1)) for it in rollout.iterations}
-    for t in (0.06, 0.08, 0.10):
-        sel = alit.select(images, "l1", t)
-        report["alit_default"][f"adaptive l1<{t}"] = {**scores(sel.images),
-                                                       "mean_tokens": float(sel.tokens.lengths.float().mean())}
+    trained = {s: adatok.load(shipped_run(work, s), **({"halting": "threshold"} if s == "alit" else {}))
+               for s in stages if (shipped_run(work, s) / "model.safetensors").exists()}
+    for stage, model in trained.items():
+        name = NAMES[stage]
+        if stage == "vqgan":
+            report[name] = {"64 (8x8 codes)": scores(model.reconstruct(images))}
+            longest = model.reconstruct(train_images)
+        elif stage == "titok":
+            report[name] = {str(model.num_tokens): scores(model.reconstruct(images))}
+            longest = model.reconstruct(train_images)
+        else:  # adaptive: every length, then per-image selection
+            sweep = model.sweep(images)
+            report[name] = {str(n): scores(x) for n, x in zip(sweep.lengths, sweep.images)}
+            criterion, thresholds = ("l1", (0.06, 0.08, 0.10)) if stage == "alit" else ("psnr", (22.0, 25.0, 28.0))
+            for t in thresholds:
+                sel = model.select(images, criterion, t)
+                sign = "<" if criterion == "l1" else ">="
+                report[name][f"adaptive {criterion}{sign}{t:g}"] = {
+                    **scores(sel.images), "mean_tokens": float(sel.tokens.lengths.float().mean())}
+            longest = model.sweep(train_images, (model.max_tokens,)).images[0]
+        report["training photos"][name] = float(psnr(rounded(longest), train_images).mean())
     return report
 
 
@@ -141,8 +159,8 @@ CARD = """# {name}
 
 * **Data**: the real-photo pool of `adatok data photos` (Debian wallpaper / documentation photos and
   the sample images of installed wheels; licences in the pool's `LICENSES.md`), {n_train} training
-  photos {data}; evaluated on the {n_held} held-out photos (every 7th) resized to a 256 px shorter
-  side, 64 px center crops.
+  photos {data}; evaluated on {n_images} held-out images: 21 crops (scales 1, 1/2, 1/4; `adatok.eval.crops`)
+  of each of the {n_held} held-out photos (every 7th, never trained on), 64 px.
 * **Recipe**: `{recipe}` — `python scripts/train_defaults.py --pool POOL --hires-pool POOL768 --work runs/defaults`.
 * **Training**: {runs}.
 * **Config**: {config}
@@ -153,7 +171,7 @@ CARD = """# {name}
 |---|---|---|
 {rows}
 
-On its training photos (the same 64 px center crops), at its longest length: {train_psnr:.2f} dB.
+On crops of its training photos ({n_train_images} images, the same protocol), at its longest length: {train_psnr:.2f} dB.
 
 {caveat}
 """
@@ -166,6 +184,9 @@ WHAT = {
     "alit": "A small ALIT over maskgit_vqgan_default: 16, 32, 48 or 64 1D tokens per image (VQ 1024 x 12, l2), "
             "128-wide 4-block ViT encoder and decoder, chosen per image. Stage 1 (latent distillation on the "
             "VQGAN's codes), then stage 2 (everything, the base VQGAN included, fine-tuned on pixels with L2).",
+    "prefix": "A prefix TiTok: titok_default fine-tuned with tail-token drop (One-D-Piece; FlexTok's nested "
+              "dropout), so that any prefix of its 64 1D tokens (8, 16, ..., 64) decodes; the dropped tail is one "
+              "learned mask token. Per-image length: `select(images, 'psnr', target)` (bisection over the lengths).",
 }
 # What each model trained on (the pools of the module docstring).
 DATA = {
@@ -174,7 +195,7 @@ DATA = {
     "titok": "at a 768 px shorter side (`adatok data resize --shorter-side 768`), 64 px random-resized crops "
              "of 5-100% of each photo, each photo twice per epoch (`data.repeat`)",
 }
-DATA["alit"] = DATA["titok"]
+DATA["alit"] = DATA["prefix"] = DATA["titok"]
 # How the shipped weights were actually run, where it differs from one plain call of the script.
 RUN_NOTES = {
     "vqgan": "GroupNorm with 8 groups instead of the official 32 (`norm_groups`): at 32 channels, 32 groups are "
@@ -246,6 +267,8 @@ def write_cards(work: Path, pool: Path, report: dict, export_to: Path) -> None:
     import adatok
     n_train = len(list((pool / "train").iterdir()))
     for stage, name in NAMES.items():
+        if name not in report:
+            continue
         # ALIT trains with the official random halting; it ships with the deterministic rule
         model = adatok.load(shipped_run(work, stage), **({"halting": "threshold"} if stage == "alit" else {}))
         target = export_to / name
@@ -259,6 +282,7 @@ def write_cards(work: Path, pool: Path, report: dict, export_to: Path) -> None:
         rows = "\n".join(f"| {k}" + (f" (mean {v['mean_tokens']:.1f} tokens)" if "mean_tokens" in v else "")
                          + f" | {v['psnr']:.2f} | {v['ssim']:.3f} |" for k, v in report[name].items())
         card = CARD.format(name=name, what=WHAT[stage], n_train=n_train, n_held=len(report["heldout"]),
+                           n_images=report["heldout_images"], n_train_images=report["training_images"],
                            data=DATA[stage], train_psnr=report["training photos"][name],
                            recipe=", then ".join(f"configs/defaults/{run}.yaml" for run in RUNS[stage]),
                            runs="; ".join(runs), config=f"`{model.config}`",
@@ -269,8 +293,8 @@ def write_cards(work: Path, pool: Path, report: dict, export_to: Path) -> None:
         print(f"wrote {target} ({sum(f.stat().st_size for f in target.iterdir()) / 1e6:.1f} MB)")
 
 
-def finalize(work: Path, pool: Path, export_to: Path) -> None:
-    report = evaluate(work, pool)
+def finalize(work: Path, pool: Path, export_to: Path, stages: list[str]) -> None:
+    report = evaluate(work, pool, stages)
     (work / "report.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
     write_cards(work, pool, report, export_to)
@@ -300,8 +324,10 @@ def main() -> int:
     if "vqgan" in stages:
         run_stages(["vqgan"], args.work, pools, False, extra)
     run_stages([s for s in ("titok", "alit") if s in stages], args.work, pools, args.parallel, extra)
+    if "prefix" in stages:
+        run_stages(["prefix"], args.work, pools, False, extra)
     if not args.no_finalize:
-        finalize(args.work, args.pool, args.export_to)
+        finalize(args.work, args.hires_pool or args.pool, args.export_to, stages)
     return 0
 
 

@@ -1,4 +1,4 @@
-"""scripts/train_defaults.py end to end at toy length: the four default runs, evaluation, export, cards."""
+"""scripts/train_defaults.py end to end at toy length: the five default runs, evaluation, export, cards."""
 
 import hashlib
 import json
@@ -30,7 +30,7 @@ def test_train_defaults_trains_evaluates_and_exports_where_told(photos, tmp_path
     work, export = tmp_path / "work", tmp_path / "export"
     cmd = [sys.executable, str(ROOT / "scripts" / "train_defaults.py"), "--pool", str(pool), "--hires-pool", str(pool),
            "--work", str(work), "--export-to", str(export)]
-    for run in ("vqgan", "titok", "alit", "alit_finetune"):
+    for run in ("vqgan", "titok", "alit", "alit_finetune", "titok_prefix"):
         cmd += [f"--{run}", *TOY]
     env = dict(os.environ, PYTHONPATH=SRC, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
@@ -38,12 +38,15 @@ def test_train_defaults_trains_evaluates_and_exports_where_told(photos, tmp_path
 
     assert digest(adatok.hub.BUNDLED_DIR) == shipped  # the package's weights are untouched
     report = json.loads((work / "report.json").read_text())
-    assert len(report["heldout"]) == 2 and set(report["training photos"]) == {
-        "maskgit_vqgan_default", "titok_default", "alit_default"}
+    # the held-out set: 21 crops of each held-out photo
+    assert len(report["heldout"]) == 2 and report["heldout_images"] == 42
+    assert set(report["training photos"]) == {"maskgit_vqgan_default", "titok_default", "alit_default",
+                                              "titok_prefix_default"}
+    assert set(report["titok_prefix_default"]) >= {"8", "64", "adaptive psnr>=25"}
     assert set(report["alit_default"]) >= {"16", "32", "48", "64", "adaptive l1<0.06"}
-    for name in ("maskgit_vqgan_default", "titok_default", "alit_default"):
+    for name in ("maskgit_vqgan_default", "titok_default", "alit_default", "titok_prefix_default"):
         card = (export / name / "MODEL_CARD.md").read_text()
-        assert "| PSNR (dB) |" in card and "On its training photos" in card
+        assert "| PSNR (dB) |" in card and "On crops of its training photos" in card and "42 held-out images" in card
         assert adatok.load(export / name).config.__class__ is adatok.get_config(name).__class__
     card = (export / "alit_default" / "MODEL_CARD.md").read_text()
     # each run's steps and batch come from its log and its recorded run.yaml, not the recipe's 2000 at 96
