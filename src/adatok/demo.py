@@ -18,8 +18,9 @@ from pathlib import Path
 import torch
 
 from . import load
-from .data.images import load_image, make_strip, save_image
+from .data.images import load_image, save_image
 from .eval.metrics import psnr
+from .viz.figure import labelled_strip, stack_rows
 
 SAMPLES = Path(__file__).parent / "data" / "samples"
 
@@ -85,11 +86,10 @@ def main(argv=None) -> int:
     print(f"decode_ids(ids) == the reconstruction: TiTok {t_same}, ALIT {a_same}  "
           f"({elapsed:.1f} s for everything on {torch.get_num_threads()} CPU thread(s))")
 
-    tiles, labels = [], []
-    for i, name in enumerate(names):
-        tiles += [images[i], t_recon[i], sel.images[i]]
-        labels += [name[:10], f"TiTok {titok.num_tokens}", f"ALIT {lengths[i]}"]
-    save_image(make_strip(tiles, labels), out / "reconstructions.png")
+    rows = [labelled_strip([images[i], t_recon[i], sel.images[i]],
+                           [name, f"TiTok {titok.num_tokens} tokens, {t_psnr[i]:.1f} dB",
+                            f"ALIT {lengths[i]} tokens, {a_psnr[i]:.1f} dB"]) for i, name in enumerate(names)]
+    save_image(stack_rows(rows), out / "reconstructions.png")
     print(f"wrote {out / 'reconstructions.png'} (original | TiTok | ALIT at its chosen length, per image)")
     return 0 if t_same and a_same else 1
 

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import torch
 
-from ..data.images import make_strip, save_image
+from ..data.images import save_image
 from ..eval.metrics import psnr
+from ..viz.figure import labelled_strip
 from .adaptive import add_adaptive_args, check_adaptive_args, select
 from .common import ReadableBatches, add_model_args, autocast, check_output_dir, load_tokenizer
 
@@ -20,7 +21,10 @@ def add_parser(sub) -> None:
                    "name, e.g. a/cat.jpg and b/cat.png, get <name>_2, <name>_3, ...)")
     add_adaptive_args(p)
     p.add_argument("--all-lengths", action="store_true",
-                   help="also write <name>_lengths.png: the image at every token count (ALIT: 32, 64, ..., 256)")
+                   help="also write <name>_lengths.png: the image at every token count (ALIT: 32, 64, ..., 256), "
+                        "the length the run chose framed in red")
+    p.add_argument("--no-compare", action="store_true",
+                   help="do not write <name>_compare.png (original | reconstruction, with tokens and PSNR)")
     p.set_defaults(func=run)
 
 
@@ -38,12 +42,15 @@ def run(args) -> int:
             batch = batch.to(device)
             tokens, recon = select(model, batch, args, return_images=True)
             recon = recon.float()
+            chosen = tokens.lengths.tolist()
             if args.all_lengths:
-                _write_length_strips(model, batch, stems, out, args.seed)
+                _write_length_strips(model, batch, stems, out, args.seed, chosen)
             values = psnr(recon, batch.float()).tolist()
-            for path, stem, image, value, length in zip(paths, stems, recon, values, tokens.lengths.tolist()):
+            for path, stem, original, image, value, length in zip(paths, stems, batch, recon, values, chosen):
                 target = out / f"{stem}_recon.png"
                 save_image(image, target)
+                if not args.no_compare:
+                    save_image(compare_figure(original, image, length, value), out / f"{stem}_compare.png")
                 scores.append(value)
                 print(f"{path}\t{length} tokens\tPSNR {value:.2f} dB\t-> {target}")
     failed = batches.failed
@@ -89,11 +96,25 @@ class _NameQueue:
         return self._names[str(path)].pop(0)
 
 
-def _write_length_strips(model, batch, names, out: Path, seed: int) -> None:
-    """original | reconstruction at each token count, one PNG per image."""
+def compare_figure(original: torch.Tensor, recon: torch.Tensor, length: int, value: float) -> torch.Tensor:
+    """original | reconstruction, enlarged so the labels fit: what ``<name>_compare.png`` holds."""
+    return labelled_strip([original.float(), recon.float()], ["original", f"{length} tokens, {value:.2f} dB"])
+
+
+def length_figure(original: torch.Tensor, images, lengths, chosen: int | None = None, psnrs=None) -> torch.Tensor:
+    """original | the reconstruction at each token count (``images[t]`` at ``lengths[t]``), the chosen
+    length framed in red and labelled "chosen": what ``<name>_lengths.png`` holds."""
+    labels = ["original"] + [f"{n} tokens" + (f", {p:.1f} dB" if psnrs is not None else "")
+                             + (" (chosen)" if n == chosen else "") for n, p in zip(lengths, psnrs or lengths)]
+    marked = 1 + list(lengths).index(chosen) if chosen in lengths else None
+    return labelled_strip([original.float()] + [img.float() for img in images], labels, marked=marked)
+
+
+def _write_length_strips(model, batch, names, out: Path, seed: int, chosen) -> None:
+    """original | reconstruction at each token count, the chosen one marked, one PNG per image."""
     generator = torch.Generator(batch.device).manual_seed(seed)
     sweep = model.sweep(batch, generator=generator)  # an AdaptiveTokenizer (check_adaptive_args)
     for b, name in enumerate(names):
-        images = [batch[b].float()] + [sweep.images[t, b] for t in range(len(sweep.lengths))]
-        labels = ["original"] + [f"{n} tokens" for n in sweep.lengths]
-        save_image(make_strip(images, labels), out / f"{name}_lengths.png")
+        images = [sweep.images[t, b].float() for t in range(len(sweep.lengths))]
+        psnrs = [float(v) for v in psnr(torch.stack(images).clamp(0, 1), batch[b].float().expand(len(images), -1, -1, -1))]
+        save_image(length_figure(batch[b], images, list(sweep.lengths), chosen[b], psnrs), out / f"{name}_lengths.png")

@@ -465,9 +465,11 @@ def make_strip(
 
     Images may differ in width and height; shorter ones are padded with white at the
     bottom, so ``H' = max H``. With ``labels`` (one per image), a white band is added under
-    the images and each label is drawn in black with Pillow's default font, clipped to its
-    image's width; then ``H' = max H + band height``. Image pixels are copied unchanged
-    (no 8-bit rounding); the result is float32 on the first image's device.
+    the images and each label is drawn in black with Pillow's default font, wrapped onto as
+    many lines as it needs to fit its image's width (at word boundaries, a long word split
+    between characters): nothing is cut off. ``H' = max H + band height``, the band as tall
+    as the longest label needs. Image pixels are copied unchanged (no 8-bit rounding); the
+    result is float32 on the first image's device.
     """
     if not images:
         raise InputError("make_strip needs at least one image")
@@ -478,7 +480,8 @@ def make_strip(
     if gap < 0:
         raise InputError(f"gap must be >= 0, got {gap}")
     height = max(img.shape[1] for img in images)
-    band = _label_band_height() if labels is not None else 0
+    lines = [wrap_label(str(t), img.shape[2]) for t, img in zip(labels, images)] if labels is not None else None
+    band = _label_band_height(max(len(x) for x in lines)) if lines is not None else 0
     width = sum(img.shape[2] for img in images) + gap * (len(images) - 1)
     device = images[0].device
     strip = torch.ones(3, height + band, width, device=device)
@@ -486,20 +489,52 @@ def make_strip(
     for i, img in enumerate(images):
         h, w = img.shape[1:]
         strip[:, :h, left:left + w] = img.detach().float().clamp(0.0, 1.0)
-        if labels is not None:
-            strip[:, height:, left:left + w] = _label_tile(str(labels[i]), w, band).to(device)
+        if lines is not None:
+            strip[:, height:, left:left + w] = _label_tile(lines[i], w, band).to(device)
         left += w + gap
     return strip
 
 
-def _label_band_height() -> int:
+_LABEL_MARGIN = 3  # pixels of white left of the text, and above the first line
+
+
+def _line_height() -> int:
     box = ImageFont.load_default().getbbox("Ag|")
-    return box[3] + 6  # text height plus a little padding above and below
+    return box[3] + 2
 
 
-def _label_tile(text: str, width: int, height: int) -> torch.Tensor:
-    """A white ``3 x height x width`` tile with ``text`` in black (clipped to the tile)."""
+def _label_band_height(n_lines: int = 1) -> int:
+    return n_lines * _line_height() + 2 * _LABEL_MARGIN
+
+
+def wrap_label(text: str, width: int) -> list[str]:
+    """``text`` broken into lines that fit ``width`` pixels in Pillow's default font (after the
+    left margin): at spaces where possible, inside a word only when the word alone is too wide."""
+    font = ImageFont.load_default()
+    room = max(1, width - 2 * _LABEL_MARGIN)
+
+    def fits(s: str) -> bool:
+        return font.getlength(s) <= room
+
+    lines: list[str] = []
+    for word in text.split(" "):
+        if lines and fits(lines[-1] + " " + word):
+            lines[-1] += " " + word
+            continue
+        while word and not fits(word):  # split a word wider than the tile
+            cut = max(1, max(k for k in range(1, len(word) + 1) if fits(word[:k]) or k == 1))
+            lines.append(word[:cut])
+            word = word[cut:]
+        if word:
+            lines.append(word)
+    return lines or [""]
+
+
+def _label_tile(lines: list[str], width: int, height: int) -> torch.Tensor:
+    """A white ``3 x height x width`` tile with ``lines`` of text in black, one under the other."""
     tile = Image.new("L", (width, height), 255)
-    ImageDraw.Draw(tile).text((3, 3), text, fill=0, font=ImageFont.load_default())
+    draw, font = ImageDraw.Draw(tile), ImageFont.load_default()
+    for k, line in enumerate(lines):
+        draw.text((_LABEL_MARGIN, _LABEL_MARGIN + k * _line_height()), line, fill=0, font=font)
     gray = torch.from_numpy(np.array(tile, dtype=np.float32)) / 255.0
     return gray.unsqueeze(0).expand(3, -1, -1)

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..data.images import make_strip
+from .figure import enlarge
 
 TINT = torch.tensor([0.1, 0.35, 1.0])  # non-semantic patches are tinted with this blue
 
@@ -78,25 +79,28 @@ def split_map(image: Tensor, nonsemantic: Tensor, grid: tuple[int, int], prefix:
 
 
 def merge_figure(image: Tensor, blocks: Sequence, grid: tuple[int, int], sample: int = 0,
-                 prefix: int = 1, title: Optional[str] = None, per_row: int = 6) -> Tensor:
+                 prefix: int = 1, title: Optional[str] = None, per_row: int = 6, min_side: int = 160) -> Tensor:
     """The picture ``adatok viz merges`` writes: the image, then the merge map after every block
     that changed the tokens, ``per_row`` panels a row; under each row (when the method records it,
-    i.e. ImagePiece) the semantic / non-semantic split at those blocks. ``blocks``:
+    i.e. ImagePiece) the semantic / non-semantic split at those blocks; blocks are numbered from 1.
+    Images smaller than ``min_side`` are enlarged (whole pixels) first. ``blocks``:
     :class:`adatok.reduction.BlockTrace` list. Returns 3 x H' x W' in [0, 1]."""
     gh, gw = grid
     image = image.float().cpu()
     image = image[:, : image.shape[1] - image.shape[1] % gh, : image.shape[2] - image.shape[2] % gw]
+    # panels of small models (e.g. 32 px) are enlarged to >= min_side so every patch and label is readable
+    image = enlarge(image, min_side)
     shown = [b for b in blocks if b.tokens_out != b.tokens_in or b.nonsemantic is not None]
     blank = torch.ones_like(image)
     columns = [(image, title or "input", None, "blue: non-semantic")]
     for j, b in enumerate(shown):
         panel = merge_map(image, b.source[sample].cpu(), grid, prefix)
-        label = f"block {b.block}: {b.tokens_in}->{b.tokens_out}"
+        label = f"block {b.block + 1}: {b.tokens_in}->{b.tokens_out}"  # blocks counted from 1, as in the docs
         split = None
         if b.nonsemantic is not None:
             alive = shown[j - 1].source[sample].cpu().amax(dim=0) > 0 if j else None
             split = split_map(image, b.nonsemantic[sample].cpu(), grid, prefix, alive)
-        columns.append((panel, label, split, f"block {b.block} pool" if split is not None else ""))
+        columns.append((panel, label, split, f"block {b.block + 1} pool" if split is not None else ""))
     with_split = any(c[2] is not None for c in columns)
     rows = []
     for start in range(0, len(columns), per_row):
