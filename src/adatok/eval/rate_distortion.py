@@ -203,8 +203,9 @@ def rate_distortion(model: Tokenizer, images: torch.Tensor, *, method: Optional[
         raise InputError(f"lengths {list(lengths)}: {method} is a fixed-length tokenizer ({model.max_tokens} tokens "
                          "an image); drop --lengths")
 
-    def generator():
-        return torch.Generator(device).manual_seed(seed)
+    def generator() -> dict:
+        # the prefix TiTok is deterministic and its sweep/select take no generator (yet)
+        return {} if _is_prefix(model) else {"generator": torch.Generator(device).manual_seed(seed)}
 
     # 1. every image at each swept length (one point per length)
     accs = [_Accumulator(lpips) for _ in swept]
@@ -213,7 +214,7 @@ def rate_distortion(model: Tokenizer, images: torch.Tensor, *, method: Optional[
     for batch in _chunks(images, batch_size):
         batch = batch.to(device)
         if adaptive:
-            recon = model.sweep(batch, swept, generator=generator()).images
+            recon = model.sweep(batch, swept, **generator()).images
         else:
             tokens = model.encode(batch)
             recon = model.decode(tokens)[None]
@@ -256,9 +257,9 @@ def _is_prefix(model) -> bool:
     return isinstance(model, PrefixTiTok)
 
 
-def _select(model, batch, rule: str, value: float, generator):
+def _select(model, batch, rule: str, value: float, generator: dict):
     if rule == "lagrangian":
         from ..tokenizers.prefix.lagrangian import select_lagrangian
 
         return select_lagrangian(model, batch, value)
-    return model.select(batch, "psnr", value, generator=generator)
+    return model.select(batch, "psnr", value, **generator)
