@@ -107,7 +107,10 @@ def run_sweep(args) -> int:
         check_output_dir(args.report, "--report")
     model = load_tokenizer(args)
     adaptive = isinstance(model, AdaptiveTokenizer)
-    if args.lengths is not None and adaptive:
+    if args.lengths is not None and not adaptive:
+        raise ConfigError(f"--lengths: {args.model} is a fixed-length tokenizer ({model.max_tokens} tokens an image); "
+                          "drop --lengths")
+    if args.lengths is not None:
         model.sweep_lengths(tuple(args.lengths))  # bad lengths: one line before reading images
     device = next(model.parameters()).device
     lpips = _lpips_fn(args, device)
