@@ -6,7 +6,8 @@
   upsampled back with bicubic interpolation.
 * **JPEG** (Pillow/libjpeg, 4:2:0, baseline) and **WebP** (Pillow/libwebp, lossy) at their lowest
   qualities, encoded in memory: the rate is each image's *actual* file size in bytes (headers
-  included: at 64 px a JPEG header alone is a few hundred bytes, more than a tokenizer's whole code).
+  included: Pillow's JPEG of a flat image is over 600 bytes of header and tables, more than a small
+  tokenizer's whole code).
 
 Every reconstruction is uint8 (8-bit rounding is built in) and scored like the tokenizers (PSNR,
 SSIM, LPIPS when given) against the images as loaded. Images: float ``B x 3 x H x W`` in [0, 1].
