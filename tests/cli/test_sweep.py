@@ -107,3 +107,22 @@ def _chromium():
     finally:
         sys.path.pop(0)
     return find_chromium()
+
+
+def test_sweep_report_of_a_prefix_tokenizer_has_lagrangian_points(inputs, tmp_path, capsys):
+    import torch
+
+    torch.manual_seed(0)
+    model_dir = adatok.save(adatok.create_model("prefix_tiny_step2"), tmp_path / "prefix")
+    out = tmp_path / "rd"
+    code = main(["eval", str(inputs), "--model", str(model_dir), "--sweep", "--report", str(out),
+                 "--psnr-targets", "--lambdas", "0", "1000", "--jpeg-qualities", "--webp-qualities"])
+    assert code == 0, capsys.readouterr().err
+    rows, data, html = _read(out)
+    sel = [r for r in rows if r["kind"] == "selection"]
+    assert [r["label"] for r in sel] == ["lambda=0 dB/token", "lambda=1000 dB/token"]
+    assert float(sel[1]["tokens"]) == 2.0  # a steep price: every image at the shortest prefix
+    # 8 tokens of a 64-code book: 6 bits a token, + log2(4) bits for the length
+    assert float(sel[1]["bits"]) == pytest.approx(2 * 6 + 2)
+    assert {r["method"] for r in rows if r["kind"] == "baseline"} == {"thumbnail"}
+    assert "lagrangian" in html and (out / "length_complexity.png").exists()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+from pathlib import Path
 
 import torch
 
@@ -118,7 +119,7 @@ def run_sweep(args) -> int:
     if images is None:
         print(f"adatok: no image could be read ({failed} failed)")
         return 1
-    name = str(args.model)
+    name = Path(args.model).name if Path(args.model).exists() else str(args.model)  # a folder: its name
     sweep = rate_distortion(model, images, method=name, lengths=args.lengths, psnr_targets=args.psnr_targets,
                             lambdas=args.lambdas, lpips=lpips, batch_size=args.batch_size, seed=args.sweep_seed)
     budgets = [p.bits / 8 for p in sweep.points if p.bits is not None]
@@ -156,7 +157,8 @@ def _print(points, correlations, allocation, n: int) -> None:
         print(f"{p.method:<34} {p.label:<22} {f(p.tokens, '7.1f'):>7} {f(p.bits, '8.1f'):>8} {f(p.bpp, '8.4f'):>8} "
               f"{p.psnr:7.2f} {p.ssim:6.3f} {f(p.lpips, '6.3f'):>6}")
     for label, measures in (correlations or {}).items():
-        text = ", ".join(f"{k}: rho {s['rho']:.2f} (p {s['p']:.2g})" for k, s in measures.items())
+        text = ", ".join(f"{k}: rho {s['rho']:.2f} (p {s['p']:.2g})" if "note" not in s else f"{k}: undefined, {s['note']}"
+                         for k, s in measures.items())
         print(f"length vs complexity, {label}: {text}")
     for label, a in (allocation or {}).items():
         print(f"allocation, {label}: {a['chosen_psnr']:.2f} dB at {a['mean_tokens']:.1f} tokens; fixed "

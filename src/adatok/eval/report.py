@@ -130,7 +130,7 @@ def plot_length_complexity(selections: Sequence, complexity: dict, stats: dict, 
             tag = f"rho={rho:.2f}, p={pv:.2g}" if math.isfinite(rho) else "rho undefined"
             ax.scatter(complexity[key], lengths + jitter, s=28, alpha=0.75, label=f"{p.method}: {p.label}")
             ax.annotate(tag, (0.02, 0.97 - 0.06 * i), xycoords="axes fraction", fontsize=9, va="top",
-                        color=f"C{i % 10}")
+                        color=f"C{i % 10}", bbox=dict(facecolor="white", alpha=0.8, edgecolor="none", pad=1))
         ax.set_xlabel(xlabel, fontsize=11)
         ax.grid(True, alpha=0.3)
     axes[0].set_ylabel("chosen tokens per image", fontsize=11)
