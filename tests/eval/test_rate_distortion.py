@@ -80,7 +80,7 @@ def test_a_fixed_tokenizer_gives_one_point_equal_to_its_8_bit_round_trip():
 def test_the_sweep_equals_decoding_each_length_separately(name, request):
     model = request.getfixturevalue(name)
     x = _images(model.image_size, 3)
-    sweep = rate_distortion(model, x, psnr_targets=(), lambdas=(), batch_size=3)
+    sweep = rate_distortion(model, x, psnr_targets=(), lambdas=(), batch_size=2)  # two batches
     assert sweep.lengths == model.allowed_lengths and len(sweep.points) == len(model.allowed_lengths)
     for t, n in enumerate(model.allowed_lengths):
         if name == "prefix":
@@ -98,8 +98,8 @@ def test_the_sweep_equals_decoding_each_length_separately(name, request):
 
 @torch.no_grad()
 def test_psnr_selection_points_follow_select_and_pay_log2_of_the_lengths(alit):
-    x = _samples(alit.image_size)
-    target = 22.0  # on the sample photos some images meet it at 16 tokens, some later, one never
+    x = _samples(alit.image_size)[:3]
+    target = 22.0  # astronaut, cat, coffee: one never meets it (its best length), two at 32 tokens
     sweep = rate_distortion(alit, x, psnr_targets=(target,))
     (sel,) = sweep.selections
     assert len(set(sel.lengths)) > 1
