@@ -7,12 +7,14 @@ import torch
 from ..eval.metrics import codebook_usage, psnr, ssim
 from ..interface import Tokenizer
 from .common import ReadableBatches, add_model_args, autocast, load_tokenizer
+from .sweep import add_sweep_args, check_sweep_args, run_sweep
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("eval", help="PSNR / SSIM / codebook usage of reconstructions over a set of images")
     p.add_argument("images", nargs="+", help="image files or folders (searched recursively)")
     add_model_args(p)
+    add_sweep_args(p)
     p.set_defaults(func=run)
 
 
@@ -41,6 +43,9 @@ def evaluate(model: Tokenizer, batches, device, amp=None) -> dict:
 
 
 def run(args) -> int:
+    if args.sweep:
+        return run_sweep(args)
+    check_sweep_args(args)
     model = load_tokenizer(args)
     device = next(model.parameters()).device
     batches = ReadableBatches(args, model.image_size, "eval")

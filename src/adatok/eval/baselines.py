@@ -1,0 +1,104 @@
+"""Classical codecs on the same images, on the same bits-per-pixel axis as the tokenizers.
+
+* **thumbnail**: for a budget of ``n`` bytes an image, the largest square side ``s`` with
+  ``3 * s * s <= n`` (raw uint8 RGB, no header: the side is known to both ends, as a token count
+  is); the image is area-averaged down to ``s x s`` (Pillow's box filter), stored as uint8, and
+  upsampled back with bicubic interpolation.
+* **JPEG** (Pillow/libjpeg, 4:2:0, baseline) and **WebP** (Pillow/libwebp, lossy) at their lowest
+  qualities, encoded in memory: the rate is each image's *actual* file size in bytes (headers
+  included: Pillow's JPEG of a flat image is over 600 bytes of header and tables, more than a small
+  tokenizer's whole code).
+
+Every reconstruction is uint8 (8-bit rounding is built in) and scored like the tokenizers (PSNR,
+SSIM, LPIPS when given) against the images as loaded. Images: float ``B x 3 x H x W`` in [0, 1].
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..errors import InputError
+from .metrics import psnr, ssim
+from .rate_distortion import LpipsFn, RDPoint, to_uint8
+
+__all__ = ["JPEG_QUALITIES", "WEBP_QUALITIES", "thumbnail_side", "thumbnail", "encode_jpeg", "encode_webp",
+           "baseline_points"]
+
+JPEG_QUALITIES = (1, 5, 10, 20, 40)
+WEBP_QUALITIES = (0, 5, 10, 20, 40)
+
+
+def thumbnail_side(budget_bytes: float) -> int:
+    """Largest square side whose uint8 RGB pixels fit in ``budget_bytes`` (0 when not even 1 x 1)."""
+    if not budget_bytes >= 0:
+        raise InputError(f"budget_bytes must be a number >= 0, got {budget_bytes!r}")
+    side = math.isqrt(int(budget_bytes) // 3)
+    return side
+
+
+def thumbnail(image: np.ndarray, side: int) -> np.ndarray:
+    """``H x W x 3`` uint8 -> the same size after an area downsample to ``side x side`` (uint8) and a
+    bicubic upsample back."""
+    h, w = image.shape[:2]
+    small = Image.fromarray(image).resize((side, side), Image.Resampling.BOX)
+    return np.asarray(small.resize((w, h), Image.Resampling.BICUBIC))
+
+
+def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
+    """``H x W x 3`` uint8 -> JPEG file bytes (Pillow, in memory)."""
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="JPEG", quality=int(quality))
+    return buf.getvalue()
+
+
+def encode_webp(image: np.ndarray, quality: int) -> bytes:
+    """``H x W x 3`` uint8 -> lossy WebP file bytes (Pillow, in memory)."""
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="WEBP", quality=int(quality), lossless=False)
+    return buf.getvalue()
+
+
+def _decode(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+def _point(method, label, images, recon: np.ndarray, nbytes: Sequence[int], lpips) -> RDPoint:
+    rec = torch.from_numpy(np.ascontiguousarray(recon)).permute(0, 3, 1, 2).double() / 255
+    ref = images.double().cpu()
+    p = psnr(rec, ref)
+    bits = float(np.mean(nbytes)) * 8
+    lp = None
+    if lpips is not None:
+        lp = float(torch.as_tensor(lpips(rec.float(), ref.float())).double().mean())
+    return RDPoint(method=method, label=label, kind="baseline", tokens=None, bits=bits,
+                   bpp=bits / (images.shape[-1] * images.shape[-2]), psnr=float(p.mean()),
+                   ssim=float(ssim(rec, ref).mean()), lpips=lp, psnr_per_image=[float(v) for v in p],
+                   bytes_per_image=[int(n) for n in nbytes])
+
+
+def baseline_points(images: torch.Tensor, budgets_bytes: Sequence[float] = (),
+                    jpeg_qualities: Sequence[int] = JPEG_QUALITIES, webp_qualities: Sequence[int] = WEBP_QUALITIES,
+                    lpips: Optional[LpipsFn] = None) -> list:
+    """Baseline points on ``images`` (B x 3 x H x W in [0, 1]): a thumbnail per byte budget (e.g.
+    each tokenizer point's ``bits / 8``; budgets below 3 bytes, and repeated sides, are dropped), and
+    JPEG / WebP at each quality with their actual bytes."""
+    if not torch.is_tensor(images) or images.dim() != 4 or images.shape[1] != 3 or images.shape[0] == 0:
+        raise InputError("baseline_points needs a non-empty B x 3 x H x W image batch in [0, 1]")
+    u8 = to_uint8(images)
+    points = []
+    sides = sorted({thumbnail_side(b) for b in budgets_bytes} - {0})
+    for side in sides:
+        recon = np.stack([thumbnail(im, side) for im in u8])
+        points.append(_point("thumbnail", f"{side}x{side} px", images, recon, [3 * side * side] * len(u8), lpips))
+    for name, encode, qualities in (("jpeg", encode_jpeg, jpeg_qualities), ("webp", encode_webp, webp_qualities)):
+        for q in sorted(qualities):
+            data = [encode(im, q) for im in u8]
+            recon = np.stack([_decode(d) for d in data])
+            points.append(_point(name, f"q={q}", images, recon, [len(d) for d in data], lpips))
+    return points
