@@ -203,9 +203,8 @@ def rate_distortion(model: Tokenizer, images: torch.Tensor, *, method: Optional[
         raise InputError(f"lengths {list(lengths)}: {method} is a fixed-length tokenizer ({model.max_tokens} tokens "
                          "an image); drop --lengths")
 
-    def generator() -> dict:
-        # the prefix TiTok is deterministic and its sweep/select take no generator (yet)
-        return {} if _is_prefix(model) else {"generator": torch.Generator(device).manual_seed(seed)}
+    def generator() -> dict:  # ALIT's random halting rule, if used; the prefix TiTok ignores it
+        return {"generator": torch.Generator(device).manual_seed(seed)}
 
     # 1. every image at each swept length (one point per length)
     accs = [_Accumulator(lpips) for _ in swept]

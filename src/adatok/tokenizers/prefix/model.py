@@ -167,9 +167,11 @@ class PrefixTiTok(AdaptiveTokenizer):
 
     # -- rates --------------------------------------------------------------------------------
     @torch.no_grad()
-    def sweep(self, images: torch.Tensor, lengths: Optional[tuple[int, ...]] = None) -> RateSweep:
+    def sweep(self, images: torch.Tensor, lengths: Optional[tuple[int, ...]] = None, *,
+              generator: Optional[torch.Generator] = None) -> RateSweep:
         """Reconstructions at each of ``lengths`` (default every allowed one): encode once, then one
-        decoder call on the codes repeated T times with each copy's tail masked."""
+        decoder call on the codes repeated T times with each copy's tail masked. ``generator`` is
+        accepted for the AdaptiveTokenizer interface and unused: nothing here is random."""
         check_images(images, self.image_size)
         lengths = self.sweep_lengths(lengths)
         codes = self._encode(images)[0].codes
@@ -181,7 +183,8 @@ class PrefixTiTok(AdaptiveTokenizer):
     # -- per-image length ---------------------------------------------------------------------
     @torch.no_grad()
     def select(self, images: torch.Tensor, criterion="l1", threshold: Optional[float] = None,
-               max_tokens: Optional[int] = None, *, return_images: bool = True, predictor: bool = False) -> Selection:
+               max_tokens: Optional[int] = None, *, return_images: bool = True, predictor: bool = False,
+               generator: Optional[torch.Generator] = None) -> Selection:
         """Per image, the shortest allowed length whose reconstruction meets ``criterion`` (a name of
         ``tokenizers/selection.py`` — ``l1``, ``mse``, ``psnr``, ``nrmse``, ``ssim``, ``budget`` — with its
         ``threshold``, or a ``Criterion``), else the evaluated length with the lowest error.
