@@ -142,7 +142,9 @@ def distributed(args):
         return
     import torch.distributed as dist
 
-    cuda = torch.device(args.device).type == "cuda"
+    from .common import checked_device
+
+    cuda = checked_device(args).type == "cuda"
     if cuda:
         local = int(os.environ.get("LOCAL_RANK", "0"))
         if torch.device(args.device).index is None:
