@@ -84,9 +84,27 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def inception_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("inception") / INCEPTION_FILE
+def base_inception(tmp_path_factory):
+    path = tmp_path_factory.mktemp("inception") / "base.pth"
     write_random_inception(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def inception_file(base_inception, pools):
+    """The random Inception with an ``fc`` that sees the differences between images: random pool
+    features share one large direction (post-ReLU averages), so random logits pick the same class
+    for every image and IS is 1.0000. Projecting that direction (the mean pool of the test
+    images) out of ``fc`` and scaling the logits to a spread of ~3 across images makes IS > 1."""
+    sd = torch.load(base_inception)
+    w = sd["fc.weight"].double()
+    m = torch.cat(pools).mean(0)
+    m = m / m.norm()
+    w = w - (w @ m)[:, None] * m[None]
+    spread = (torch.cat(pools) @ w.T).std(0).mean()
+    sd["fc.weight"] = (w * (3.0 / spread)).float()
+    path = base_inception.parent / INCEPTION_FILE
+    torch.save(sd, path)
     return path
 
 
@@ -111,18 +129,29 @@ def _write_images(folder: Path, seed: int, n: int, size=(40, 32)) -> list[Path]:
 
 
 @pytest.fixture(scope="module")
-def sets(tmp_path_factory, inception):
-    """Two folders of 3 images 40 x 32 (A, B), their 32 x 32 center crops as uint8, and the direct
-    Inception features of those crops."""
+def image_sets(tmp_path_factory):
+    """Two folders of 3 images 40 x 32 (A, B) and their 32 x 32 center crops as uint8."""
     root = tmp_path_factory.mktemp("sets")
     out = {}
     for name, seed in (("a", 0), ("b", 1)):
         paths = _write_images(root / name, seed, 3)
-        crops = to_uint8(load_images(paths, 32)[0])
-        with torch.inference_mode():
-            pool, logits = inception(crops)
-        out[name] = {"dir": root / name, "crops": crops, "pool": pool, "logits": logits}
+        out[name] = {"dir": root / name, "crops": to_uint8(load_images(paths, 32)[0])}
     return out
+
+
+@pytest.fixture(scope="module")
+def pools(image_sets, base_inception):
+    """The Inception pool features of A's and B's crops (``fc`` does not change them)."""
+    net = load_inception(base_inception)
+    with torch.inference_mode():
+        return [net(image_sets[k]["crops"])[0] for k in ("a", "b")]
+
+
+@pytest.fixture(scope="module")
+def sets(image_sets, pools, inception):
+    """``image_sets`` with the direct features: pool and bias-free logits."""
+    fc = inception.fc.weight
+    return {k: dict(image_sets[k], pool=pool, logits=pool @ fc.T) for k, pool in zip(("a", "b"), pools)}
 
 
 def _number(pattern: str, text: str) -> float:
@@ -163,6 +192,7 @@ def test_eval_rfid_is_lpips_equal_a_direct_computation(model_dir, inception_file
     assert _number("rFID", out) == pytest.approx(want, rel=1e-4, abs=1e-4)
     assert _number("IS", out) == pytest.approx(inception_score(lf), abs=1e-4)
     assert _number(r"\(inputs", out) == pytest.approx(inception_score(lr), abs=1e-4)
+    assert inception_score(lr) > 1.01  # the inputs' classes do spread (the reconstructions' may not)
     assert _number("LPIPS", out) == pytest.approx(lpips, abs=1e-4) and lpips > 0
     assert "over 2 image(s)" in out and "2 image(s): PSNR" in out
 
@@ -269,29 +299,51 @@ def test_samples_npz_round_trip_and_bad_inputs(tmp_path, capsys):
 # ----------------------------------------------------------------------------- torchrun
 
 RANK_SCRIPT = """
-import sys
+import json, sys
+import torch.distributed as dist
 from adatok.eval import fid
 sys.path.insert(0, {tests!r})
 from eval.test_cli_metrics import eigen_frechet
 fid.frechet_distance = eigen_frechet
 from adatok.cli.main import main
-sys.exit(main(sys.argv[1:]))
+dist.init_process_group("gloo")  # one group for both commands (each would otherwise open its own)
+codes = [main(argv) for argv in json.load(open(sys.argv[1]))]
+dist.destroy_process_group()
+sys.exit(max(codes))
 """
 
 
-def test_torchrun_two_ranks_equal_one_process(sets, inception_file, tmp_path):
-    """``torchrun --nproc_per_node 2`` (gloo, CPU): ranks read 2 + 1 of A's 3 images and 2 + 1
-    of B's; the reduced statistics give the single-process FID and IS, printed once."""
+def test_torchrun_two_ranks_equal_one_process(sets, inception_file, model_dir, tmp_path, capsys):
+    """``torchrun --nproc_per_node 2`` (gloo, CPU): for eval-fid the ranks read 2 + 1 of each
+    folder's 3 images, for eval 1 + 1; the reduced statistics give the single-process FID / IS
+    (eval-fid) and rFID / IS / PSNR / SSIM (eval), printed once."""
+    import json
+
     a, b = sets["a"], sets["b"]
     script = tmp_path / "rank.py"
     script.write_text(RANK_SCRIPT.format(tests=str(Path(__file__).resolve().parents[1])))
+    two = tmp_path / "two"  # eval: 1 + 1 images (each forward is ~1 s of CPU)
+    two.mkdir()
+    for f in sorted(a["dir"].glob("*.png"))[:2]:
+        (two / f.name).write_bytes(f.read_bytes())
+    evaluate = ["eval", str(two), "--model", str(model_dir), "--rfid", "--inception", str(inception_file),
+                "--quiet"]
+    commands = tmp_path / "commands.json"
+    commands.write_text(json.dumps([["eval-fid", str(a["dir"]), str(b["dir"]), "--size", "32", "--inception",
+                                     str(inception_file), "--quiet"], evaluate]))
     src = str(Path(adatok.__file__).resolve().parents[1])
     env = dict(os.environ, PYTHONPATH=src + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1")
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           str(script), "eval-fid", str(a["dir"]), str(b["dir"]), "--size", "32",
-                           "--inception", str(inception_file), "--quiet"],
-                          env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.count("FID") == 1, done.stdout
-    assert _number("FID", done.stdout) == pytest.approx(exact_fid(a["pool"], b["pool"]), rel=1e-4, abs=1e-4)
-    assert _number("IS of B", done.stdout) == pytest.approx(inception_score(b["logits"]), abs=1e-4)
+                           str(script), str(commands)], env=env, capture_output=True, text=True, timeout=300)
+    out = done.stdout
+    assert done.returncode == 0, out + done.stderr
+    assert len(re.findall(r"^FID ", out, re.M)) == 1 and len(re.findall(r"^rFID ", out, re.M)) == 1, out
+    assert out.count("PSNR") == 1, out  # rank 0 prints, once per command
+    assert _number("FID", out) == pytest.approx(exact_fid(a["pool"], b["pool"]), rel=1e-4, abs=1e-4)
+    assert _number("IS of B", out) == pytest.approx(inception_score(b["logits"]), abs=1e-4)
+    assert inception_score(b["logits"]) > 1.05  # a score that tells the images apart
+    assert main(evaluate) == 0
+    single = capsys.readouterr().out
+    assert "2 image(s): PSNR" in out
+    for key in ("rFID", "IS", r"\(inputs", "PSNR", "SSIM"):
+        assert _number(key, out) == pytest.approx(_number(key, single), rel=1e-6, abs=1e-4), key
