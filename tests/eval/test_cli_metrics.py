@@ -346,4 +346,4 @@ def test_torchrun_two_ranks_equal_one_process(sets, inception_file, model_dir, t
     single = capsys.readouterr().out
     assert "2 image(s): PSNR" in out
     for key in ("rFID", "IS", r"\(inputs", "PSNR", "SSIM"):
-        assert _number(key, out) == pytest.approx(_number(key, single), rel=1e-6, abs=1e-4), key
+        assert _number(key, out) == pytest.approx(_number(key, single), rel=1e-6, abs=1.5e-4), key  # printed to 1e-4
