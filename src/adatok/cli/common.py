@@ -56,11 +56,13 @@ def autocast(args, device: torch.device):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(args.bf16))
 
 
-def image_batches(args, size: int):
+def image_batches(args, size: int, share=None):
     """(file paths, generator of (paths, batch, errors)). Images are read lazily, one batch
     at a time; bad files (and missing inputs) are reported on stderr as they come, once each,
     and skipped: a missing path among the arguments does not stop the others. When no input
-    at all can be listed, that is a usage error."""
+    at all can be listed, that is a usage error. ``share`` (``torchrun``): a
+    :class:`~adatok.cli.eval_metrics.Ranks`; this process reads only its share of the files and
+    only rank 0 reports missing inputs."""
     missing: list = []
     paths = list_image_files(args.images, errors=missing)
     if not paths:  # nothing at all to do: a usage error (exit 2), not a skipped input
@@ -68,6 +70,10 @@ def image_batches(args, size: int):
             raise AdatokError("no image files found in the given paths")
         more = f" (and {len(missing) - 1} more bad path(s))" if len(missing) > 1 else ""
         raise AdatokError(f"{missing[0]}{more}")
+    if share is not None:
+        paths = share.share(paths)
+        if not share.main:
+            missing = []
 
     def batches():
         if missing:
@@ -86,14 +92,15 @@ class ReadableBatches:
     """The readable batches of a CLI run, as ``(paths, batch)``; bad files are reported on stderr
     (once each), counted in ``failed``, and drive the progress bar like the good ones."""
 
-    def __init__(self, args, size: int, desc: str):
-        self.paths, self._batches = image_batches(args, size)
+    def __init__(self, args, size: int, desc: str, share=None):
+        self.paths, self._batches = image_batches(args, size, share)
         self.total = len(self.paths)
         self.desc = desc
         self.failed = 0
+        self.quiet = bool(getattr(args, "quiet", False))
 
     def __iter__(self):
-        bar = progress(self.total, self.desc)
+        bar = progress(self.total, self.desc, self.quiet)
         try:
             for paths, batch, errors in self._batches:
                 self.failed += len(errors)
@@ -104,11 +111,12 @@ class ReadableBatches:
             bar.close()
 
 
-def progress(total: int, desc: str):
+def progress(total: int, desc: str, quiet: bool = False):
     from tqdm import tqdm
 
-    # Only draw a bar for long runs and interactive terminals.
-    return tqdm(total=total, desc=desc, unit="img", disable=total < 16 or not sys.stderr.isatty())
+    # Only draw a bar (on stderr) for long runs and interactive terminals, unless --quiet.
+    return tqdm(total=total, desc=desc, unit="img", file=sys.stderr,
+                disable=quiet or total < 16 or not sys.stderr.isatty())
 
 
 def check_output_file(path, flag: str = "--out") -> Path:

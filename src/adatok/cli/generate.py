@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import ConfigError
+from ..errors import ConfigError, OutputError
 
 
 def add_parser(sub) -> None:
@@ -21,7 +21,8 @@ def add_parser(sub) -> None:
     p.add_argument("--generator-weights", help="weight file for a generator preset name (ours or official)")
     p.add_argument("--tokenizer", help="tokenizer preset/folder/file (default: the one the generator names)")
     p.add_argument("--tokenizer-weights", help="weight file for a tokenizer preset name")
-    p.add_argument("--classes", default="", help="comma-separated class ids, e.g. 1,207,360 (default: unconditional)")
+    p.add_argument("--classes", default="", help="comma-separated class ids, e.g. 1,207,360, or 'all' (every class "
+                   "of the generator; default: unconditional)")
     p.add_argument("--n", type=int, default=4, help="samples per class (default 4)")
     p.add_argument("--steps", type=int, help="sampling steps (default: the generator's)")
     p.add_argument("--guidance", type=float, help="classifier-free guidance scale (0 = off)")
@@ -35,10 +36,18 @@ def add_parser(sub) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default: cpu)")
     p.add_argument("--batch-size", type=int, default=32, help="samples per batch (default 32)")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (GPU)")
+    p.add_argument("--npz", metavar="FILE", help="write the samples only to FILE in the ADM evaluator's format "
+                   "(arr_0: uint8 N x H x W x 3, arr_1: labels), batch by batch, instead of PNGs in --out; "
+                   "for gFID: adatok eval-fid REF.npz FILE")
+    p.add_argument("--overwrite", action="store_true", help="with --npz: replace an existing FILE")
     p.set_defaults(func=run)
 
 
-def parse_classes(text: str) -> list[int]:
+def parse_classes(text: str, num_classes: int | None = None) -> list[int]:
+    """``"1,7"`` -> [1, 7]; ``"all"`` -> every class id below ``num_classes`` (known once the
+    generator is loaded: ``None`` -> [] for now)."""
+    if text.strip().lower() == "all":
+        return list(range(num_classes)) if num_classes is not None else []
     try:
         return [int(c) for c in text.replace(" ", "").split(",") if c]
     except ValueError:
@@ -75,16 +84,25 @@ def run(args) -> int:
     check_sampling(sampling.get("steps", defaults.steps), sampling.get("schedule", defaults.schedule),
                    sampling.get("guidance", 0.0), sampling.get("temperature", 0.0))
     device = _device(args.device)
-    check_output_dir(args.out, keep=False)  # before loading: a bad --out must not cost the run
+    if args.npz:
+        check_npz_target(args.npz, args.overwrite)
+    else:
+        check_output_dir(args.out, keep=False)  # before loading: a bad --out must not cost the run
     generator = load(args.generator, weights=args.generator_weights, device=device)
     if not isinstance(generator, MaskGIT):
         raise ConfigError(f"--generator {args.generator}: a {type(generator).__name__}, not a MaskGIT generator")
+    if args.classes.strip().lower() == "all":
+        if generator.config.num_classes == 0:
+            raise ConfigError("--classes all: this generator is unconditional; give no --classes")
+        classes = parse_classes(args.classes, generator.config.num_classes)
     generator.check_labels(torch.tensor(classes, dtype=torch.long))
     tok_name = args.tokenizer or generator.config.tokenizer
     if not tok_name:
         raise ConfigError("the generator names no tokenizer: pass --tokenizer NAME|PATH")
     tokenizer = load(tok_name, weights=args.tokenizer_weights, device=device)
     check_pair(generator, tokenizer)
+    if args.npz:
+        return write_npz(args, generator, tokenizer, classes, sampling)
 
     # -- sample ---------------------------------------------------------------------------------
     start = time.perf_counter()
@@ -106,6 +124,47 @@ def run(args) -> int:
     print(f"wrote {len(out.images)} image(s), contact_sheet.png and tokens.safetensors to {folder} "
           f"({seconds:.1f} s, {len(out.images) / seconds:.2f} samples/s; tokens per image: "
           f"{', '.join(map(str, lengths))})")
+    return 0
+
+
+def check_npz_target(path, overwrite: bool) -> None:
+    """Before any work: ``--npz`` is a writable ``.npz`` file name, not an existing file unless
+    ``--overwrite``."""
+    from .common import check_output_file
+
+    p = Path(path)
+    if p.suffix.lower() != ".npz":
+        raise ConfigError(f"--npz {p}: give a file name ending in .npz")
+    if p.exists() and not p.is_dir() and not overwrite:
+        raise OutputError(f"--npz {p}: exists; pass --overwrite to replace it, or pick another file name")
+    check_output_file(p, "--npz")
+
+
+def write_npz(args, generator, tokenizer, classes, sampling) -> int:
+    """Sample batch by batch straight into ``--npz`` (ADM format); never all images in memory."""
+    from ..eval.samples_npz import write_samples_npz
+    from ..generators.pipeline import class_list, iter_generate_images
+    from .common import progress
+
+    labels = class_list(classes or None, args.n)
+    start = time.perf_counter()
+    parts = iter_generate_images(generator, tokenizer, classes or None, n=args.n, batch_size=args.batch_size,
+                                 seed=args.seed, autocast_dtype=torch.bfloat16 if args.bf16 else None, **sampling)
+    bar = progress(len(labels), "generate", getattr(args, "quiet", False))
+
+    def images():
+        for part in parts:
+            bar.update(len(part.images))
+            yield part.images
+
+    try:
+        write_samples_npz(args.npz, images(), len(labels), labels=labels if classes else None,
+                          overwrite=args.overwrite)
+    finally:
+        bar.close()
+    seconds = time.perf_counter() - start
+    print(f"wrote {len(labels)} sample(s) to {args.npz} (arr_0 uint8 N x H x W x 3{', arr_1 labels' if classes else ''}; "
+          f"{seconds:.1f} s, {len(labels) / seconds:.2f} samples/s)")
     return 0
 
 

@@ -9,9 +9,9 @@ import sys
 from .. import __version__
 from ..errors import AdatokError
 from ..extras import missing_extra_message
-from . import classify, convert, data, evaluate, generate, models, reconstruct, tokenize, train, viz
+from . import classify, convert, data, eval_fid, evaluate, generate, models, reconstruct, tokenize, train, viz
 
-COMMANDS = [models, tokenize, reconstruct, evaluate, generate, convert, train, data, classify, viz]
+COMMANDS = [models, tokenize, reconstruct, evaluate, eval_fid, generate, convert, train, data, classify, viz]
 
 
 def build_parser() -> argparse.ArgumentParser:

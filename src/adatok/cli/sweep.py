@@ -33,9 +33,6 @@ def add_sweep_args(p: argparse.ArgumentParser) -> None:
                         "(default: the slopes of the set's mean curve; none: skip)")
     g.add_argument("--jpeg-qualities", type=int, nargs="*", help="with --sweep: JPEG qualities (default 1 5 10 20 40)")
     g.add_argument("--webp-qualities", type=int, nargs="*", help="with --sweep: WebP qualities (default 0 5 10 20 40)")
-    g.add_argument("--sweep-lpips", action="store_true",
-                   help="with --sweep: LPIPS-VGG of every point too (local weight files: $ADATOK_WEIGHTS_DIR, the "
-                        "lpips package, torch hub's cache)")
     g.add_argument("--sweep-seed", type=int, default=0,
                    help="with --sweep: seed of random halting rules and of the allocation check's shuffles")
 
@@ -47,8 +44,7 @@ def check_sweep_args(args) -> None:
     used = [flag for flag, value in (("--report", args.report), ("--lengths", args.lengths),
                                      ("--psnr-targets", args.psnr_targets), ("--lambdas", args.lambdas),
                                      ("--jpeg-qualities", args.jpeg_qualities),
-                                     ("--webp-qualities", args.webp_qualities),
-                                     ("--sweep-lpips", args.sweep_lpips or None)) if value is not None]
+                                     ("--webp-qualities", args.webp_qualities))) if value is not None]
     if used:
         raise ConfigError(f"{', '.join(used)} only apply to a rate–distortion sweep: add --sweep")
 
@@ -72,11 +68,13 @@ def _load_all(args, size: int):
 
 
 def _lpips_fn(args, device):
-    if not args.sweep_lpips:
+    """LPIPS of every point with ``--lpips`` (weights from ``--lpips-dir`` / $ADATOK_WEIGHTS_DIR, as plain eval)."""
+    if not args.lpips:
         return None
-    from ..eval.lpips import load_lpips, lpips_distance
+    from ..eval.lpips import lpips_distance
+    from .eval_metrics import load_lpips_checked
 
-    return functools.partial(lpips_distance, load_lpips(device=device), batch_size=args.batch_size)
+    return functools.partial(lpips_distance, load_lpips_checked(args.lpips_dir, device), batch_size=args.batch_size)
 
 
 def _protocol(args, model, n_images: int) -> list:
@@ -86,7 +84,7 @@ def _protocol(args, model, n_images: int) -> list:
         "continuous tokens: no bit count"
     return [f"{n_images} image(s), resized (shorter side, bicubic) and center-cropped to {model.image_size} px, "
             "as adatok reads every image",
-            "reconstructions rounded to 8 bits before PSNR / SSIM" + (" / LPIPS" if args.sweep_lpips else ""),
+            "reconstructions rounded to 8 bits before PSNR / SSIM" + (" / LPIPS" if args.lpips else ""),
             f"bits per image: {bits}; a per-image selection adds log2({len(allowed)}) bits (the chosen length); "
             f"bits per pixel: bits / {model.image_size}^2",
             "thumbnail: area downsample to the largest square whose uint8 RGB bytes fit the budget, bicubic "

@@ -62,7 +62,6 @@ def class_list(classes, n: int) -> torch.Tensor:
     return torch.as_tensor(list(classes), dtype=torch.long).repeat_interleave(n)
 
 
-@torch.no_grad()
 def generate_images(generator: MaskGIT, tokenizer, classes=None, n: int = 1, batch_size: Optional[int] = None,
                     seed: int = 0, progress: bool = False, autocast_dtype: Optional[torch.dtype] = None,
                     **sampling) -> Generated:
@@ -73,6 +72,18 @@ def generate_images(generator: MaskGIT, tokenizer, classes=None, n: int = 1, bat
     same arguments give the same images. ``sampling`` overrides ``generator.config.sampling``
     (steps, guidance, schedule, temperature, guidance_pow, softmax_annealing, lengths).
     """
+    parts = list(iter_generate_images(generator, tokenizer, classes, n, batch_size, seed, progress,
+                                      autocast_dtype, **sampling))
+    return Generated(ids=torch.cat([p.ids for p in parts]), lengths=torch.cat([p.lengths for p in parts]),
+                     labels=torch.cat([p.labels for p in parts]), images=torch.cat([p.images for p in parts]))
+
+
+def iter_generate_images(generator: MaskGIT, tokenizer, classes=None, n: int = 1, batch_size: Optional[int] = None,
+                         seed: int = 0, progress: bool = False, autocast_dtype: Optional[torch.dtype] = None,
+                         **sampling):
+    """:func:`generate_images` one batch at a time (``Generated`` of at most ``batch_size``
+    samples each, same samples in the same order), for sample sets too large to hold (50k
+    images for gFID). The checks run at the call, before the first batch is asked for."""
     if not isinstance(generator, MaskGIT):
         raise ConfigError(f"expected a MaskGIT generator, got {type(generator).__name__}")
     check_pair(generator, tokenizer)
@@ -80,12 +91,16 @@ def generate_images(generator: MaskGIT, tokenizer, classes=None, n: int = 1, bat
     s = generator.config.sampling
     check_sampling(sampling.get("steps", s.steps), sampling.get("schedule", s.schedule),
                    sampling.get("guidance", s.guidance), sampling.get("temperature", s.temperature))
-    device = generator.head.weight.device
-    rng = torch.Generator(device=device).manual_seed(seed)
     batch_size = batch_size or labels.shape[0]
     if batch_size < 1:
         raise InputError(f"batch_size must be >= 1, got {batch_size}")
-    parts = []
+    return _batches(generator, tokenizer, labels, batch_size, seed, progress, autocast_dtype, sampling)
+
+
+@torch.no_grad()
+def _batches(generator, tokenizer, labels, batch_size, seed, progress, autocast_dtype, sampling):
+    device = generator.head.weight.device
+    rng = torch.Generator(device=device).manual_seed(seed)
     ctx = torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None)
     for start in range(0, labels.shape[0], batch_size):  # batches, never single samples
         chunk = labels[start:start + batch_size]
@@ -93,6 +108,4 @@ def generate_images(generator: MaskGIT, tokenizer, classes=None, n: int = 1, bat
             out = generator.generate(chunk, generator=rng, progress=progress, **sampling)
             images = decode(tokenizer, out.ids, out.lengths).float().clamp(0, 1)
         out.images = images
-        parts.append(out)
-    return Generated(ids=torch.cat([p.ids for p in parts]), lengths=torch.cat([p.lengths for p in parts]),
-                     labels=torch.cat([p.labels for p in parts]), images=torch.cat([p.images for p in parts]))
+        yield out
