@@ -27,6 +27,7 @@ class DataConfig:
     workers: int = 2
     cache: bool = False  # keep each decoded (prepared) image in memory, per worker: for small pools on fast GPUs
     repeat: int = 1  # views of each image per epoch (own random crops): lets a small pool fill a large batch
+    repeated_aug: int = 1  # DeiT's repeated augmentation: each drawn image k times in a row (k ranks), same epoch length
     shuffle_buffer: int = 1000  # stream format: samples in the seeded shuffle buffer
     heldout: str = ""  # images for sample grids / evaluation (eval transform)
     num_samples: int = 8  # images in each sample grid
@@ -92,6 +93,7 @@ _RANGES = {
     "data.scale": (lambda v: len(v) == 2 and 0 < v[0] <= v[1] <= 1, "two area fractions 0 < min <= max <= 1"),
     "data.workers": _NON_NEGATIVE,
     "data.repeat": _POSITIVE,
+    "data.repeated_aug": _POSITIVE,
     "data.num_samples": _NON_NEGATIVE,
     "data.format": (lambda v: v in ("auto", "folder", "imagefolder", "shards", "stream"),
                     "auto|folder|imagefolder|shards|stream"),

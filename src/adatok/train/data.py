@@ -8,7 +8,7 @@ from torch.utils.data import DataLoader
 from ..data.factory import create_dataset
 from ..data.readers import StreamBatches, StreamShards
 from ..data.sampler import ResumableBatchSampler
-from ..errors import AdatokError
+from ..errors import AdatokError, ConfigError
 from .config import RunConfig
 from .distributed import DistInfo
 
@@ -24,13 +24,17 @@ def build_loader(cfg: RunConfig, labelled: bool, info: DistInfo, start: int, tra
     dataset = build_dataset(cfg.data.train, cfg.data, labelled, train=True, transform=transform)
     workers = cfg.data.workers
     if isinstance(dataset, StreamShards):  # streamed shards: the position bookkeeping is StreamBatches'
+        if cfg.data.repeated_aug > 1:
+            raise ConfigError("data.repeated_aug needs random access to the images: use local .tar shards or a "
+                              "folder, not a stream (pipe:, .tar.gz)")
         batches = StreamBatches(dataset, cfg.train.batch_size, seed=cfg.train.seed, rank=info.rank,
                                 world_size=info.world_size, start=start, repeat=cfg.data.repeat,
                                 buffer=cfg.data.shuffle_buffer)
         return DataLoader(batches, batch_size=None, num_workers=workers, pin_memory=info.device.type == "cuda",
                           persistent_workers=workers > 0, prefetch_factor=2 if workers > 0 else None)
     sampler = ResumableBatchSampler(len(dataset), cfg.train.batch_size, seed=cfg.train.seed, rank=info.rank,
-                                    world_size=info.world_size, start=start, repeat=cfg.data.repeat)
+                                    world_size=info.world_size, start=start, repeat=cfg.data.repeat,
+                                    repeated_aug=cfg.data.repeated_aug)
     return DataLoader(dataset, batch_sampler=sampler, num_workers=workers, pin_memory=info.device.type == "cuda",
                       persistent_workers=workers > 0, prefetch_factor=2 if workers > 0 else None)
 
