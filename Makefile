@@ -6,7 +6,7 @@ STAMP := $(VENV)/.adatok-installed
 export HF_HUB_OFFLINE ?= 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup test demo bench clean
+.PHONY: setup test demo bench docs clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,9 @@ demo: setup
 
 bench: setup
 	$(PY) benchmarks/tokenizer_throughput.py
+
+docs: setup
+	$(PY) docs/build_docs.py --out out/docs
 
 clean:
 	rm -rf $(VENV) out build *.egg-info src/*.egg-info

@@ -1,6 +1,8 @@
 """Small parts of the training stack: CSV log, schedule, EMA, sampler, parameter groups."""
 
+import collections
 import csv
+import itertools
 
 import pytest
 import torch
@@ -70,6 +72,31 @@ def test_sampler_repeat_shows_each_image_that_many_times_per_epoch_with_distinct
     assert ResumableBatchSampler(5, 8, repeat=2).batches_per_epoch == 1
     with pytest.raises(ConfigError, match="repeat"):
         ResumableBatchSampler(5, 4, repeat=0)
+
+
+def test_repeated_aug_gives_each_drawn_image_3_views_on_3_ranks_in_one_step():
+    """DeiT's repeated augmentation: 12 images, 3 ranks x batch 2 = 2 steps an epoch (12 slots):
+    4 images drawn, each seen 3 times, by the 3 ranks in the same step, each view its own seed."""
+    n, batch, world, k = 12, 2, 3, 3
+    ranks = [ResumableBatchSampler(n, batch, seed=4, rank=r, world_size=world, repeated_aug=k) for r in range(world)]
+    assert ranks[0].batches_per_epoch == 2                       # the epoch keeps its length
+    for epoch in range(3):
+        streams = [list(zip(range(2), itertools.islice(iter(s), 2 * epoch, None))) for s in ranks]
+        seen = [item for stream in streams for _, b in stream for item in b]
+        counts = collections.Counter(i for i, _ in seen)
+        assert len(counts) == n // k and set(counts.values()) == {k}   # every index in the epoch: 3 times
+        assert len({s for _, s in seen}) == n                            # 12 views, 12 augmentation seeds
+        for step in range(2):
+            for slot in range(batch):                                    # one image per slot across ranks
+                assert len({streams[r][step][1][slot][0] for r in range(world)}) == 1
+    other = ResumableBatchSampler(n, batch, seed=4, rank=0, world_size=world, repeated_aug=k, start=2)
+    epoch1 = [b for _, b in zip(range(2), itertools.islice(iter(ranks[0]), 2, None))]
+    assert [b for _, b in zip(range(2), other)] == epoch1           # resume is exact
+    plain = ResumableBatchSampler(n, batch, seed=4, rank=0, world_size=world)
+    assert len(set(plain.permutation(0).tolist())) == n                 # without it: every image once
+    assert ranks[0].permutation(0).tolist()[:3] == [ranks[0].permutation(0).tolist()[0]] * 3
+    with pytest.raises(ConfigError, match="repeated_aug"):
+        ResumableBatchSampler(n, batch, repeated_aug=0)
 
 
 def test_no_weight_decay_on_norms_tokens_and_biases():

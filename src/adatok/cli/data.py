@@ -51,7 +51,9 @@ def add_parser(sub) -> None:
         "pretokenize", help="tokenize a dataset once into a token file (for generator training)",
         description="Encode every image of SRC (folder, ImageFolder tree with --labelled, or shards) with "
         "--tokenizer into OUT (.safetensors or .npz: ids, lengths, labels): the center crop, plus its "
-        "mirror (--flip) and VIEWS-1 seeded random crops. Unreadable images are reported and skipped.")
+        "mirror (--flip) and VIEWS-1 seeded random crops. Unreadable images are reported and skipped. "
+        "Under torchrun each rank encodes its share and rank 0 merges one file; parts are kept in OUT.parts "
+        "until then, so running an interrupted command again skips the parts already written.")
     t.add_argument("src", help="folder of images, ImageFolder tree (--labelled) or shard pattern")
     t.add_argument("out", help="token file to write (.safetensors or .npz)")
     t.add_argument("--tokenizer", required=True, help="tokenizer preset, folder, weight file or hub repo id")
@@ -63,7 +65,10 @@ def add_parser(sub) -> None:
     t.add_argument("--threshold", type=float, help="adaptive tokenizers: the criterion's threshold")
     t.add_argument("--batch-size", type=_positive_int, default=32, help="images per forward (default 32)")
     t.add_argument("--workers", type=int, default=0, help="image-loading processes (default 0: in this process)")
-    t.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default: cpu)")
+    t.add_argument("--device", default="cpu",
+                   help="cpu, cuda, cuda:1, ... (default: cpu; under torchrun cuda means each rank's own GPU)")
+    t.add_argument("--part-size", type=_positive_int, default=1024, metavar="N",
+                   help="rows per part written as it finishes (resume and torchrun split unit; default 1024)")
     t.add_argument("--bf16", action="store_true", help="bf16 autocast (GPU; quantization stays float32)")
     t.set_defaults(data_func=_run_pretokenize)
     p.set_defaults(func=run)
@@ -129,18 +134,33 @@ def _run_pretokenize(args) -> int:
     import torch
 
     from ..tokenizers.pretokenize import pretokenize
+    from ..train.distributed import setup, teardown
     from .common import check_output_file, load_model
 
     args.model = args.tokenizer
     check_output_file(args.out, "OUT")
-    tokenizer = load_model(args)
-    s = pretokenize(args.src, args.out, tokenizer, tokenizer_name=args.tokenizer, weights=args.weights or "",
-                    labelled=args.labelled, views=args.views, flip=args.flip, batch_size=args.batch_size,
-                    workers=args.workers, autocast_dtype=torch.bfloat16 if args.bf16 else None,
-                    encode_kwargs={k: v for k, v in (("criterion", args.criterion), ("threshold", args.threshold))
-                                   if v is not None})
+    import os
+
+    # torchrun: one rank per process (gloo on CPU, nccl on GPU; --device cuda = the rank's own GPU)
+    info = setup(args.device) if int(os.environ.get("WORLD_SIZE", "1")) > 1 else None
+    rank, world = (info.rank, info.world_size) if info else (0, 1)
+    try:
+        if info:
+            args.device = str(info.device)
+        tokenizer = load_model(args)
+        s = pretokenize(args.src, args.out, tokenizer, tokenizer_name=args.tokenizer, weights=args.weights or "",
+                        labelled=args.labelled, views=args.views, flip=args.flip, batch_size=args.batch_size,
+                        workers=args.workers, autocast_dtype=torch.bfloat16 if args.bf16 else None,
+                        encode_kwargs={k: v for k, v in (("criterion", args.criterion),
+                                                         ("threshold", args.threshold)) if v is not None},
+                        part_size=args.part_size, rank=rank, world_size=world)
+    finally:
+        teardown()
+    if rank != 0:
+        return 0
+    reused = f", {s['reused']} of {s['parts']} parts already written" if s["reused"] else ""
     print(f"wrote {s['rows']} rows ({s['images']} images, {s['lengths']}) to {s['out']} in {s['seconds']:.0f} s"
-          + (f"; {s['skipped']} unreadable image(s) skipped" if s["skipped"] else ""))
+          + reused + (f"; {s['skipped']} unreadable image(s) skipped" if s["skipped"] else ""))
     return 1 if s["skipped"] else 0
 
 

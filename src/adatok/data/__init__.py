@@ -20,7 +20,8 @@ from adatok.data.images import (
     read_image,
 )
 from adatok.data.factory import create_dataset
-from adatok.data.readers import ImageDataset, SampleDataset, ShardDataset, TokenDataset, split_member_name
+from adatok.data.readers import (ImageDataset, SampleDataset, ShardDataset, StreamBatches, StreamShards, TokenDataset,
+                                 is_stream, split_member_name)
 from adatok.data.sampler import ResumableBatchSampler
 from adatok.data.shard_paths import expand_braces, expand_shards
 from adatok.data.shard_writer import ShardWriteResult, write_shards
@@ -43,6 +44,9 @@ __all__ = [
     "ImageDataset",
     "SampleDataset",
     "ShardDataset",
+    "StreamBatches",
+    "StreamShards",
+    "is_stream",
     "TokenDataset",
     "split_member_name",
     "expand_braces",

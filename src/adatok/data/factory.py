@@ -2,7 +2,8 @@
 
 ``create_dataset(source, ...)`` reads ``source`` as a token file (``.safetensors``/``.npz``: a
 :class:`TokenDataset`), WebDataset tar shards (a ``.tar``, a brace pattern, or a folder holding
-``*.tar``: a :class:`ShardDataset`), an ImageFolder tree (``labelled``) or a plain image folder
+``*.tar``: a :class:`ShardDataset`; ``pipe:CMD``, URLs and ``.tar.gz`` shards, or ``format="stream"``:
+:class:`StreamShards`, read by the webdataset library), an ImageFolder tree (``labelled``) or a plain image folder
 (an :class:`ImageDataset`). Every image dataset follows the item protocol of ``readers/base.py``.
 """
 
@@ -13,7 +14,7 @@ from pathlib import Path
 from ..errors import ConfigError
 from .token_files import TOKEN_SUFFIXES
 
-FORMATS = ("auto", "folder", "imagefolder", "shards")
+FORMATS = ("auto", "folder", "imagefolder", "shards", "stream")
 
 
 def is_shards(source: str) -> bool:
@@ -29,7 +30,7 @@ def create_dataset(source: str, image_size: int, *, labelled: bool = False, trai
     ``scale``), else the evaluation one (center crop, no flip); ``labelled`` asks for class labels
     (an ImageFolder tree or labelled shards); ``cache`` keeps prepared images in memory;
     ``transform`` replaces the image transform (e.g. timm's ``create_transform``)."""
-    from .readers import ImageDataset, ShardDataset, TokenDataset
+    from .readers import ImageDataset, ShardDataset, StreamShards, TokenDataset, is_stream
     from .transforms import ImageTransform
 
     if not source:
@@ -40,9 +41,11 @@ def create_dataset(source: str, image_size: int, *, labelled: bool = False, trai
         transform = ImageTransform(image_size, crop=crop if train else "center", flip=flip and train,
                                    scale=tuple(scale))
     if format == "auto":
-        format = "shards" if is_shards(source) else ("imagefolder" if labelled else "folder")
-    if format == "shards":
-        shards = ShardDataset(source, transform, cache_prepared=cache)
+        format = ("stream" if is_stream(source) else "shards" if is_shards(source)
+                  else ("imagefolder" if labelled else "folder"))
+    if format in ("shards", "stream"):
+        shards = (StreamShards(source, transform) if format == "stream"
+                  else ShardDataset(source, transform, cache_prepared=cache))
         if labelled and not shards.has_labels:
             raise ConfigError(f"{source}: these shards carry no .cls labels and this task needs them — write them "
                               "from an ImageFolder tree: adatok data shard SRC DST --labelled")

@@ -19,7 +19,7 @@ from ..errors import ConfigError
 @dataclass(frozen=True)
 class DataConfig:
     train: str = ""  # image folder (recursive), ImageFolder tree, or shard pattern
-    format: str = "auto"  # auto | folder | imagefolder | shards
+    format: str = "auto"  # auto | folder | imagefolder | shards | stream (webdataset: pipe:, .tar.gz, URLs)
     image_size: int = 256
     crop: str = "random"  # random | center | random_resized
     scale: tuple = (0.08, 1.0)  # area range of random_resized crops
@@ -27,6 +27,8 @@ class DataConfig:
     workers: int = 2
     cache: bool = False  # keep each decoded (prepared) image in memory, per worker: for small pools on fast GPUs
     repeat: int = 1  # views of each image per epoch (own random crops): lets a small pool fill a large batch
+    repeated_aug: int = 1  # DeiT's repeated augmentation: each drawn image k times in a row (k ranks), same epoch length
+    shuffle_buffer: int = 1000  # stream format: samples in the seeded shuffle buffer
     heldout: str = ""  # images for sample grids / evaluation (eval transform)
     num_samples: int = 8  # images in each sample grid
 
@@ -91,8 +93,11 @@ _RANGES = {
     "data.scale": (lambda v: len(v) == 2 and 0 < v[0] <= v[1] <= 1, "two area fractions 0 < min <= max <= 1"),
     "data.workers": _NON_NEGATIVE,
     "data.repeat": _POSITIVE,
+    "data.repeated_aug": _POSITIVE,
     "data.num_samples": _NON_NEGATIVE,
-    "data.format": (lambda v: v in ("auto", "folder", "imagefolder", "shards"), "auto|folder|imagefolder|shards"),
+    "data.format": (lambda v: v in ("auto", "folder", "imagefolder", "shards", "stream"),
+                    "auto|folder|imagefolder|shards|stream"),
+    "data.shuffle_buffer": _POSITIVE,
     "optim.lr": (lambda v: v >= 0, ">= 0"),
     "optim.betas": (lambda v: len(v) == 2 and all(0 <= b < 1 for b in v), "two numbers in [0, 1), e.g. [0.9, 0.99]"),
     "optim.weight_decay": _NON_NEGATIVE,

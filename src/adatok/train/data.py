@@ -6,8 +6,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..data.factory import create_dataset
+from ..data.readers import StreamBatches, StreamShards
 from ..data.sampler import ResumableBatchSampler
-from ..errors import AdatokError
+from ..errors import AdatokError, ConfigError
 from .config import RunConfig
 from .distributed import DistInfo
 
@@ -21,9 +22,19 @@ def build_dataset(source: str, cfg, labelled: bool, train: bool, transform=None)
 
 def build_loader(cfg: RunConfig, labelled: bool, info: DistInfo, start: int, transform=None) -> DataLoader:
     dataset = build_dataset(cfg.data.train, cfg.data, labelled, train=True, transform=transform)
-    sampler = ResumableBatchSampler(len(dataset), cfg.train.batch_size, seed=cfg.train.seed, rank=info.rank,
-                                    world_size=info.world_size, start=start, repeat=cfg.data.repeat)
     workers = cfg.data.workers
+    if isinstance(dataset, StreamShards):  # streamed shards: the position bookkeeping is StreamBatches'
+        if cfg.data.repeated_aug > 1:
+            raise ConfigError("data.repeated_aug needs random access to the images: use local .tar shards or a "
+                              "folder, not a stream (pipe:, .tar.gz)")
+        batches = StreamBatches(dataset, cfg.train.batch_size, seed=cfg.train.seed, rank=info.rank,
+                                world_size=info.world_size, start=start, repeat=cfg.data.repeat,
+                                buffer=cfg.data.shuffle_buffer)
+        return DataLoader(batches, batch_size=None, num_workers=workers, pin_memory=info.device.type == "cuda",
+                          persistent_workers=workers > 0, prefetch_factor=2 if workers > 0 else None)
+    sampler = ResumableBatchSampler(len(dataset), cfg.train.batch_size, seed=cfg.train.seed, rank=info.rank,
+                                    world_size=info.world_size, start=start, repeat=cfg.data.repeat,
+                                    repeated_aug=cfg.data.repeated_aug)
     return DataLoader(dataset, batch_sampler=sampler, num_workers=workers, pin_memory=info.device.type == "cuda",
                       persistent_workers=workers > 0, prefetch_factor=2 if workers > 0 else None)
 
@@ -40,6 +51,9 @@ def build_eval_images(cfg: RunConfig, labelled: bool) -> torch.Tensor | None:
         return TokenDataset(cfg.data.train).spread_labels(cfg.data.num_samples)
     dataset = build_dataset(cfg.data.heldout or cfg.data.train, cfg.data, labelled=False, train=False)
     n = min(cfg.data.num_samples, len(dataset))
+    if isinstance(dataset, StreamShards):  # the first n samples of the stream, in file order
+        firsts = zip(range(n), dataset.epoch(0, 0, shuffle=False, buffer=1))
+        return torch.stack([dataset.decode(sample, None)["image"] for _, sample in firsts])
     return torch.stack([dataset[i]["image"] for i in range(n)])
 
 

@@ -4,7 +4,8 @@
 from .base import SampleDataset
 from .folder import ImageDataset, scan_image_folder
 from .shards import SHARD_IMAGE_FIELDS, ShardDataset, split_member_name
+from .stream import StreamBatches, StreamShards, is_stream
 from .tokens import TokenDataset
 
-__all__ = ["SHARD_IMAGE_FIELDS", "ImageDataset", "SampleDataset", "ShardDataset", "TokenDataset",
-           "scan_image_folder", "split_member_name"]
+__all__ = ["SHARD_IMAGE_FIELDS", "ImageDataset", "SampleDataset", "ShardDataset", "StreamBatches", "StreamShards", "TokenDataset",
+           "is_stream", "scan_image_folder", "split_member_name"]
