@@ -45,7 +45,7 @@ def test_patch_tokens_merge_latents_stay():
         pixels = tok.decode(out)
     info = R.info(tok.encoder)
     n0 = tok.encoder.pos_embed.shape[0]  # cls + patches
-    assert info.tokens == [n0 - 4, n0 - 8]  # cls + patches after each block (latents not counted)
+    assert info.tokens == [n0 - 4, n0 - 4]  # cls + patches after each block; the last merges nothing (feeds nothing)
     torch.testing.assert_close(info.size.sum(1), torch.full((3,), float(n0)))
     assert (info.size[:, 0] == 1).all()  # [CLS] never merged
     assert out.latents.shape == (3, tok.config.num_tokens, out.latents.shape[-1])  # all K latents come out
