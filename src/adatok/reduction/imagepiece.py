@@ -46,7 +46,8 @@ from torch import Tensor
 
 from ..errors import ConfigError
 from . import ops
-from .base import BlockNeeds, Reducer, TokenState, apply_padded, check_blocks, check_min_tokens, check_ratio
+from .base import (BlockNeeds, Reducer, TokenState, apply_padded, check_blocks, check_min_tokens,
+                   check_ratio)
 from .evit import prune_per_image, prune_tokens
 
 RESCORE = ("sum", "next_block")
