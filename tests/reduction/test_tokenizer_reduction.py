@@ -101,6 +101,21 @@ def test_imagepiece_encodes_with_fewer_patch_tokens():
         assert not torch.equal(tok.encode(x).latents, out.latents)  # the reduction did something
 
 
+def test_threshold_tome_in_the_encoder_batch_equals_each_image_alone():
+    """Per-image counts inside the encoder: an image that merged is written back even when the padded
+    width (the longest image) did not change."""
+    tok = tiny()
+    x = images()
+    R.apply(tok.encoder, "tome", r=6, threshold=0.9, min_tokens=3)
+    with torch.no_grad():
+        batch = tok.encode(x).latents
+        lengths = R.info(tok.encoder).lengths.tolist()
+        assert len(set(lengths)) > 1 and max(lengths) == tok.encoder.pos_embed.shape[0]  # one image merged nothing
+        for i in range(x.shape[0]):
+            torch.testing.assert_close(tok.encode(x[i:i + 1]).latents, batch[i:i + 1], rtol=0, atol=1e-5)
+            assert R.info(tok.encoder).lengths.tolist() == [lengths[i]]
+
+
 def test_imagepiece_scores_patches_by_the_latents_attention():
     """The importance inside the encoder is the latents' attention: the patch they read least goes first."""
     from adatok.reduction import tokenizer_patch
