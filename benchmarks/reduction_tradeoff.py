@@ -115,23 +115,39 @@ def mean_tokens(model) -> torch.Tensor:
     return torch.full((info.size.shape[0],), sum(info.tokens) / len(info.tokens))
 
 
-def threshold_sweep(plain: torch.nn.Module, images, labels, args) -> list:
-    """Per-image (threshold) ToMe vs fixed-r ToMe on the trained plain model: accuracy and mean tokens
-    on the whole test set, throughput (shared protocol) on the first timed batches."""
-    from common import interleave
-
+def sweep_configs(plain: torch.nn.Module, args) -> dict:
+    """name -> (kind, settings) of the sweep's fixed-count and per-image (threshold) rows for ``args.method``."""
     from adatok.reduction.tome import ToMeReducer
 
     depth, n = len(plain.blocks), plain.patch_embed.num_patches
-    rs = args.fixed_rs or list(range(1, ToMeReducer._max_constant_r(depth, n) + 1))
-    configs = {f"tome r={r}": {"r": r} for r in rs}
+    configs = {}
+    if args.method == "tome":
+        rs = args.fixed_rs or list(range(1, ToMeReducer._max_constant_r(depth, n) + 1))
+        configs.update({f"tome r={r}": ("fixed", {"r": r}) for r in rs})
+        for t in args.thresholds:
+            configs[f"tome threshold {t:g} (cap {args.cap}, floor {args.floor})"] = (
+                "threshold", {"r": args.cap, "threshold": t, "min_tokens": args.floor})
+        return configs
+    extra = {"merge_threshold": args.merge_threshold} if args.method == "imagepiece" and args.merge_threshold else {}
+    configs.update({f"{args.method} keep {k:g}": ("fixed", {"keep_rate": k}) for k in args.fixed_keep_rates})
     for t in args.thresholds:
-        configs[f"tome threshold {t:g} (cap {args.cap}, floor {args.floor})"] = {
-            "r": args.cap, "threshold": t, "min_tokens": args.floor}
+        configs[f"{args.method} threshold {t:g} (cap keep {args.keep_cap:g}, floor {args.floor})"] = (
+            "threshold", {"keep_rate": args.keep_cap, "threshold": t, "min_tokens": args.floor, **extra})
+    return configs
+
+
+def threshold_sweep(plain: torch.nn.Module, images, labels, args) -> list:
+    """Per-image (threshold) vs fixed-count ToMe / EViT / ImagePiece (``args.method``) applied to the plain
+    model: accuracy (unless ``args.random_init``: meaningless on random weights) and mean tokens on the
+    whole test set, throughput (shared protocol) on the first timed batches."""
+    from common import interleave
+
+    n = plain.patch_embed.num_patches
+    configs = sweep_configs(plain, args)
     batches = list(zip(images.split(args.batch_size), labels.split(args.batch_size)))
     models, rows = {"plain": plain}, []
-    for name, settings in configs.items():
-        models[name] = R.apply(copy.deepcopy(plain), "tome", **settings)
+    for name, (_, settings) in configs.items():
+        models[name] = R.apply(copy.deepcopy(plain), args.method, **settings)
     with torch.inference_mode():
         for name, model in models.items():
             correct, toks = 0, []
@@ -139,10 +155,13 @@ def threshold_sweep(plain: torch.nn.Module, images, labels, args) -> list:
                 correct += int((model(x).argmax(-1) == y).sum())
                 toks.append(mean_tokens(model) if R.is_patched(model) else torch.full((len(x),), float(n + 1)))
             toks = torch.cat(toks)
-            rows.append({"name": name, "settings": configs.get(name, {}), "accuracy": 100.0 * correct / len(labels),
+            kind, settings = configs.get(name, ("plain", {}))
+            accuracy = None if args.random_init else 100.0 * correct / len(labels)
+            rows.append({"name": name, "kind": kind, "settings": settings, "accuracy": accuracy,
                          "mean_tokens": float(toks.mean()), "tokens_p10": float(toks.quantile(0.1)),
                          "tokens_p90": float(toks.quantile(0.9))})
-            print(f"  {name}: top-1 {rows[-1]['accuracy']:.2f} %, mean tokens {rows[-1]['mean_tokens']:.1f}", flush=True)
+            print(f"  {name}: top-1 {_pct(rows[-1]['accuracy'])} %, mean tokens {rows[-1]['mean_tokens']:.1f}",
+                  flush=True)
         timed_batches = batches[: args.timed_batches]
 
         def pass_of(model):
@@ -157,20 +176,35 @@ def threshold_sweep(plain: torch.nn.Module, images, labels, args) -> list:
     return rows
 
 
+def _pct(value) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
 def print_sweep(rows: list) -> None:
     plain = next(r for r in rows if r["name"] == "plain")
-    fixed = [r for r in rows if r["name"].startswith("tome r=")]
+    fixed = [r for r in rows if r["kind"] == "fixed"]
     table = []
     for r in rows:
         near = ""
-        if "threshold" in r["name"] and fixed:
+        if r["kind"] == "threshold" and fixed:
             f = min(fixed, key=lambda q: abs(q["mean_tokens"] - r["mean_tokens"]))
-            near = f"{f['name']}: {f['accuracy']:.2f} % at {f['mean_tokens']:.1f}"
-        table.append([r["name"], f"{r['accuracy']:.2f}", f"{r['mean_tokens']:.1f}",
+            near = (f"{f['name']}: {_pct(f['accuracy'])} % at {f['mean_tokens']:.1f} tokens, "
+                    f"{f['images_per_s']:.0f} img/s")
+        table.append([r["name"], _pct(r["accuracy"]), f"{r['mean_tokens']:.1f}",
                       f"{r['tokens_p10']:.0f}-{r['tokens_p90']:.0f}", f"{r['images_per_s']:.0f}",
                       f"{r['images_per_cpu_s'] / plain['images_per_cpu_s']:.2f}x", near])
     print("\n" + format_table(["model", "top-1 %", "mean tokens", "p10-p90 per image", "img/s", "vs plain (CPU-s)",
-                               "fixed r nearest in mean tokens"], table))
+                               "fixed count nearest in mean tokens"], table))
+
+
+def random_plain() -> torch.nn.Module:
+    """The recipe's model (``configs/imagepiece_fashion_mnist.yaml``: DeiT-Ti shape, width 96, depth 8, 3 heads,
+    4x4 patches at 32 px, 10 classes) with random weights (seed 0)."""
+    import timm
+
+    torch.manual_seed(0)
+    return timm.create_model("deit_tiny_patch16_224", pretrained=False, img_size=32, patch_size=4, embed_dim=96,
+                             depth=8, num_heads=3, num_classes=10).eval()
 
 
 def flops_of(model: torch.nn.Module, size: int) -> float:
@@ -197,7 +231,15 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     p.add_argument("--json", type=Path, help="write the rows as JSON")
     p.add_argument("--threshold-sweep", action="store_true",
-                   help="only: per-image (threshold) ToMe vs fixed-r ToMe on the trained plain model")
+                   help="only: per-image (threshold) vs fixed-count reduction (--method) on the trained plain model")
+    p.add_argument("--method", default="tome", choices=("tome", "evit", "imagepiece"), help="for --threshold-sweep")
+    p.add_argument("--random-init", action="store_true",
+                   help="for --threshold-sweep: the recipe's model with random weights instead of the trained one: "
+                        "throughput vs mean tokens only (no accuracy: meaningless untrained)")
+    p.add_argument("--fixed-keep-rates", default="0.5,0.7,0.9", help="fixed rows for --method evit / imagepiece")
+    p.add_argument("--keep-cap", type=float, default=0.3, help="keep rate cap of the threshold rows (evit / imagepiece)")
+    p.add_argument("--merge-threshold", type=float, default=None,
+                   help="imagepiece threshold rows: also merge only above this cosine (default: r merges, the cap)")
     p.add_argument("--thresholds", default="0.5,0.6,0.7,0.8,0.9", help="for --threshold-sweep")
     p.add_argument("--fixed-rs", default="", help="fixed r values for --threshold-sweep (default: all allowed)")
     p.add_argument("--cap", type=int, default=8, help="merges per block at most, threshold mode (default 8)")
@@ -205,15 +247,20 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     args.thresholds = [float(t) for t in args.thresholds.split(",") if t]
     args.fixed_rs = [int(r) for r in args.fixed_rs.split(",") if r]
+    args.fixed_keep_rates = [float(k) for k in args.fixed_keep_rates.split(",") if k]
     args.runs = [r for r in args.runs.split(",") if r]
     if args.threads:
         torch.set_num_threads(args.threads)
     start = time.perf_counter()
     busy = [cpu_busy_fraction()]
     if args.threshold_sweep:
-        clf = R.load_classifier(str(args.out / "plain" / "model"))
-        images, labels = load_test(args.data / "test", clf.image_size)
-        rows = threshold_sweep(clf.model, images, labels, args)
+        if args.random_init:
+            plain, size = random_plain(), 32
+        else:
+            clf = R.load_classifier(str(args.out / "plain" / "model"))
+            plain, size = clf.model, clf.image_size
+        images, labels = load_test(args.data / "test", size)
+        rows = threshold_sweep(plain, images, labels, args)
         print_sweep(rows)
         print(f"\n{len(labels)} test images (accuracy, mean tokens); throughput: {args.timed_batches} x "
               f"{args.batch_size} images per pass, median of {args.repeats} interleaved passes, "

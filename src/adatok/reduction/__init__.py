@@ -66,8 +66,10 @@ def apply(model: nn.Module, method: Union[str, Config], *, attention: str = "sdp
     path); ``trace=True`` records per-block source maps for pictures (:func:`info`). Returns the
     model. Bad settings, unsupported models and already-patched models raise ``ConfigError``.
 
-    ``model`` may also be a TiTok tokenizer's encoder (``apply(tok.encoder, "tome", r=8)``): ToMe then
-    merges its patch tokens, never its latent tokens (:mod:`.tokenizer_patch`)."""
+    ``model`` may also be a TiTok tokenizer's encoder (``apply(tok.encoder, "tome", r=8)`` or
+    ``"imagepiece"``): its patch tokens are reduced, never its latent tokens (:mod:`.tokenizer_patch`).
+    With ``threshold`` (and for ImagePiece ``merge_threshold``) set, every method counts per image
+    (padded batch, ``info(model).lengths``; docs/reduction.md)."""
     from . import timm_patch, tokenizer_patch
 
     config = make_config(method, **settings)

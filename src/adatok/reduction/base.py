@@ -156,6 +156,35 @@ def check_ratio(owner: str, name: str, value, low: float, high: float, low_open:
         raise ConfigError(f"{owner}.{name}={value!r} is out of range: use a number in {bracket}{low}, {high}]")
 
 
+def check_min_tokens(owner: str, value) -> None:
+    """The per-image floor must be an integer >= 1 (tokens kept per image, [CLS] included)."""
+    from ..errors import ConfigError
+
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"{owner}.min_tokens={value!r}: use an integer >= 1 (tokens kept per image, "
+                          "[CLS] included)")
+
+
+def apply_padded(x: Tensor, state: TokenState, merge: "ops.PaddedMerge", extra=None) -> Tensor:
+    """Run a per-image :class:`~.ops.PaddedMerge` on the tokens and the state (sizes, source map,
+    pruned count, lengths). ``extra``: (tokens, size, source) B x 1 x ... to append before it (EViT's
+    fused token; its size is 0, i.e. padding, where nothing was fused)."""
+    size, source = state.size, state.source
+    if extra is not None:
+        x, size = torch.cat([x, extra[0]], dim=1), torch.cat([size, extra[1]], dim=1)
+        source = None if source is None else torch.cat([source, extra[2]], dim=1)
+    before = state.size.sum(dim=(1, 2))
+    if source is not None:
+        state.source = ops.merge_source(merge, source)
+    if merge.src is None:
+        x, state.size = merge(x), merge(size)
+    else:
+        x, state.size = ops.merge_wavg(merge, x, size)
+    state.dropped = state.dropped + (before - state.size.sum(dim=(1, 2)))
+    state.lengths, state.merged = merge.lengths, True
+    return x
+
+
 def default_blocks(depth: int) -> tuple:
     """The reducing blocks when none are given: the 4th, 7th and 10th of 12 (EViT's setting), at the
     same relative depths for other depths: ``(d // 4, d // 2, 3 d // 4)`` 0-based, distinct."""

@@ -18,6 +18,13 @@ and discards what stays meaningless. At each re-tokenization block, between atte
    ``rescore="next_block"`` defers this to the next block, whose attention re-evaluates the
    merged tokens for real. Kept tokens keep their relative order (deterministic, testable).
 
+Per-image mode (``threshold`` and/or ``merge_threshold`` set, ours): each image computes its own
+k and r from its own token count; among its candidates it merges the A tokens whose best cosine
+similarity exceeds ``merge_threshold`` (at most its r: the cap; ``None``: always r), and it prunes as
+EViT's per-image mode does (the least important tokens while they hold less than ``1 - threshold`` of
+the importance mass, at most the fixed count; ``None``: always the fixed count), never below
+``min_tokens``. The batch is padded as in threshold ToMe.
+
 The Local-Coherence-Bias stem (``lcb=True``, :mod:`.lcb_stem`) replaces the 16x16 patchify by
 overlapping convolutions so that neighbouring non-semantic patches get similar keys.
 
@@ -39,8 +46,9 @@ from torch import Tensor
 
 from ..errors import ConfigError
 from . import ops
-from .base import BlockNeeds, Reducer, TokenState, check_blocks, check_ratio
-from .evit import prune_tokens
+from .base import (BlockNeeds, Reducer, TokenState, apply_padded, check_blocks, check_min_tokens,
+                   check_ratio)
+from .evit import prune_per_image, prune_tokens
 
 RESCORE = ("sum", "next_block")
 
@@ -64,6 +72,9 @@ class ImagePieceConfig:
     lcb_widths: tuple = (0.0625, 0.125, 0.25, 0.5)  # LCB 3x3 conv widths as fractions of D (ours: a
     #                       light stem, 2.6% of DeiT-S's FLOPs; Xiao et al.'s (1/8, 1/4, 1/2, 1) costs 8%)
     trace_source: bool = False
+    threshold: Optional[float] = None  # per-image pruning: keep > threshold of the importance mass (ours)
+    merge_threshold: Optional[float] = None  # per-image merging: cosine similarity above which a pair merges (ours)
+    min_tokens: int = 1  # per-image floor, [CLS] included (ours)
 
     def __post_init__(self):
         for name in ("blocks", "lcb_widths"):
@@ -76,8 +87,17 @@ class ImagePieceConfig:
             raise ConfigError(f"ImagePieceConfig.rounds={self.rounds!r}: use an integer >= 1")
         if self.rescore not in RESCORE:
             raise ConfigError(f"ImagePieceConfig.rescore={self.rescore!r}: use one of {RESCORE}")
+        if self.threshold is not None:
+            check_ratio("ImagePieceConfig", "threshold", self.threshold, 0.0, 1.0)
+        if self.merge_threshold is not None:
+            check_ratio("ImagePieceConfig", "merge_threshold", self.merge_threshold, -1.0, 1.0)
+        check_min_tokens("ImagePieceConfig", self.min_tokens)
         if len(self.lcb_widths) != 4 or not all(isinstance(w, (int, float)) and 0 < w <= 4 for w in self.lcb_widths):
             raise ConfigError(f"ImagePieceConfig.lcb_widths={self.lcb_widths!r}: use 4 fractions of the width in (0, 4]")
+
+    @property
+    def per_image(self) -> bool:
+        return self.threshold is not None or self.merge_threshold is not None
 
     @classmethod
     def table1(cls, **overrides) -> "ImagePieceConfig":
@@ -132,14 +152,60 @@ class ImagePieceReducer(Reducer):
 
     def reduce(self, i: int, x: Tensor, state: TokenState, metric, cls_attn) -> Tensor:
         scores = cls_attn
+        c = self.config
+        retokenize = self._retokenize_per_image if c.per_image else self._retokenize
         if i in self.blocks:
-            for round_ in range(self.config.rounds):
-                x, metric, scores, merged = self._retokenize(x, state, metric, scores, record=round_ == 0)
+            for round_ in range(c.rounds):
+                x, metric, scores, merged = retokenize(x, state, metric, scores, record=round_ == 0)
                 if not merged:
                     break
         if i in self.prune_blocks:
-            x = prune_tokens(x, state, scores, self._rate(), "position", self.config.fuse_pruned)
+            if c.per_image:
+                x = prune_per_image(x, state, scores, c.threshold, self._rate(), c.min_tokens, "position",
+                                    c.fuse_pruned)
+            else:
+                x = prune_tokens(x, state, scores, self._rate(), "position", c.fuse_pruned)
         return x
+
+    def _retokenize_per_image(self, x: Tensor, state: TokenState, metric: Tensor, scores: Tensor, record: bool):
+        """Steps 2-4 with each image's own k and r (from its real token count), merges above
+        ``merge_threshold`` only, never below ``min_tokens``; on a (possibly) padded batch.
+        Shapes: x B x N x C, metric B x N x d, scores B x (N - 1) (0 on padding)."""
+        c = self.config
+        b, t, _ = x.shape
+        k_max, r_max = self.merges(t - 1)  # no image has more candidates or merges than a full one
+        if r_max <= 0:
+            return x, metric, scores, False
+        with torch.no_grad():
+            valid = ops.valid_tokens(state.size)
+            real = valid[:, 1:]
+            n = real.sum(dim=1)
+            k = torch.floor(c.nonsemantic_ratio * n.double()).long()
+            r = torch.minimum(torch.floor(c.merge_ratio * n.double() + 0.5).long(), (k + 1) // 2)
+            r = torch.where(k >= 2, r, torch.zeros_like(r))
+            cand = scores.float().masked_fill(~real, math.inf).argsort(dim=1, stable=True)[:, :k_max] + 1
+            a_idx, b_idx = cand[:, 0::2], cand[:, 1::2]  # alternately by ascending importance
+            a_ok = 2 * torch.arange(a_idx.shape[1], device=x.device)[None] < k[:, None]
+            b_ok = 2 * torch.arange(b_idx.shape[1], device=x.device)[None] + 1 < k[:, None]
+            unit = ops.unit_rows(metric)
+            sim = ops.gather_tokens(unit, a_idx) @ ops.gather_tokens(unit, b_idx).transpose(-1, -2)
+            node_max, node_idx = sim.masked_fill(~b_ok[:, None, :], -math.inf).max(dim=-1)
+            node_max = node_max.masked_fill(~a_ok, -math.inf)
+            merged = ops.select_above(node_max, c.merge_threshold, r, n + 1 - c.min_tokens)
+            gone = ~valid | torch.zeros_like(valid).scatter_(1, a_idx, merged)
+            layout, lengths = ops.compact(torch.arange(t, device=x.device).expand(b, t), gone)
+            merge = ops.PaddedMerge(a_idx, b_idx.gather(1, node_idx), merged, layout, lengths)
+            if record and state.trace is not None:
+                cand_ok = torch.arange(k_max, device=x.device)[None] < k[:, None]
+                is_cand = torch.zeros_like(valid).scatter_(1, cand, cand_ok)
+                state.nonsemantic = (state.source * is_cand[..., None].float()).amax(dim=1) > 0
+        size = state.size
+        if c.rounds > 1:
+            metric, _ = ops.merge_wavg(merge, metric, size)
+        x = apply_padded(x, state, merge)
+        padded = torch.cat([torch.zeros_like(scores[:, :1]), scores], dim=1)[..., None]
+        scores = merge(padded, mode="sum")[:, 1:, 0]
+        return x, metric, scores, True
 
     def _retokenize(self, x: Tensor, state: TokenState, metric: Tensor, scores: Tensor, record: bool):
         """One round of steps 2-4. Shapes: x B x N x C, metric B x N x d, scores B x (N - 1)."""

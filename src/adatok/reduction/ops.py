@@ -11,9 +11,11 @@ width once per merging block.
 * ToMe's bipartite soft matching (Bolya et al., ICLR 2023), with the official split (even / odd
   positions), tie order and output order, so that merges and source maps match the official code.
 * A general "merge these pairs" (:class:`PairMerge`) used by ImagePiece's matching inside a subset.
-* Per-image (threshold) merging of a padded batch (:func:`threshold_matching`, :class:`PaddedMerge`):
-  counts differ per image, padding has size 0 and is masked out of attention (:func:`padding_bias`,
-  or ``log 0 = -inf`` through :func:`size_bias`).
+* Per-image (threshold) reduction of a padded batch, shared by the three methods: counts differ per
+  image (:func:`select_above`, :func:`capped_count`: a threshold, a cap and a floor), the survivors
+  are laid out real-first (:func:`compact`) and merged or selected in one go (:class:`PaddedMerge`);
+  padding has size 0 and is masked out of attention (:func:`padding_bias`, or ``log 0 = -inf``
+  through :func:`size_bias`). ToMe's form: :func:`threshold_matching`.
 * Pruning: top-k keep by score, the sorted complement, EViT's attention-weighted fusion of dropped
   tokens (Liang et al., ICLR 2022).
 * Class attention and the proportional-attention bias (log size).
@@ -86,26 +88,74 @@ def bipartite_soft_matching(metric: Tensor, r: int, class_token: bool = True) ->
 
 
 class PaddedMerge:
-    """A per-image merge of a padded batch (threshold ToMe): token ``2 i`` of image ``b`` goes into
-    token ``dst[b, i]`` where ``merged[b, i]``; the output keeps, per image, [unmerged A tokens by
-    position, B tokens by position] first and padding after, ``width`` wide; padding rows are 0.
+    """A per-image merge (or selection) of a padded batch: token ``src[b, i]`` of image ``b`` goes into
+    token ``dst[b, i]`` where ``merged[b, i]``, then the tokens ``order[b]`` are gathered (per image the
+    real tokens first, padding after, ``width`` wide) and rows past ``lengths[b]`` are set to 0. With
+    ``src=None`` nothing merges: a per-image selection (pruning). Threshold ToMe, EViT and ImagePiece
+    all reduce through it.
 
-    Shapes: ``dst`` / ``merged`` B x Na (absolute destination positions / bool), ``order`` B x width,
-    ``lengths`` B (valid tokens per image after the merge).
+    Shapes: ``src`` / ``dst`` / ``merged`` B x M (absolute positions / bool), ``order`` B x width (from
+    :func:`compact`), ``lengths`` B (valid tokens per image after the merge).
     """
 
-    def __init__(self, dst: Tensor, merged: Tensor, order: Tensor, lengths: Tensor):
-        self.dst, self.merged, self.order, self.lengths = dst, merged, order, lengths
+    def __init__(self, src, dst, merged, order: Tensor, lengths: Tensor):
+        self.src, self.dst, self.merged, self.order, self.lengths = src, dst, merged, order, lengths
         width = order.shape[1]
         self.valid = (torch.arange(width, device=order.device)[None] < lengths[:, None])[..., None]  # B x width x 1
 
     def __call__(self, x: Tensor, mode: str = "sum") -> Tensor:
         n, _, c = x.shape
-        a = x[:, ::2, :]
-        moved = a * self.merged[..., None].to(x.dtype)  # unmerged A tokens add exactly 0 (values >= 0 for amax)
-        out = x.scatter_reduce(1, self.dst[..., None].expand(n, a.shape[1], c), moved, reduce=mode)
-        out = out.gather(1, self.order[..., None].expand(n, self.order.shape[1], c))
+        if self.src is not None:
+            m = self.src.shape[1]
+            # unmerged sources add exactly 0 (values >= 0 for amax)
+            moved = x.gather(1, self.src[..., None].expand(n, m, c)) * self.merged[..., None].to(x.dtype)
+            x = x.scatter_reduce(1, self.dst[..., None].expand(n, m, c), moved, reduce=mode)
+        out = x.gather(1, self.order[..., None].expand(n, self.order.shape[1], c))
         return out * self.valid.to(x.dtype)
+
+
+def valid_tokens(size: Tensor) -> Tensor:
+    """Real tokens of a (possibly padded) batch: B x N x 1 sizes -> B x N bool (padding has size 0)."""
+    return size[..., 0] > 0
+
+
+def unit_rows(metric: Tensor) -> Tensor:
+    """Rows scaled to unit length (zero rows stay 0), for cosine similarities."""
+    return metric / metric.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+def rank_of(values: Tensor, descending: bool) -> Tensor:
+    """Each entry's place (0 = first) in the stable sort of its row: B x M -> B x M int64."""
+    ranked = values.argsort(dim=-1, descending=descending, stable=True)
+    places = torch.arange(values.shape[1], device=values.device).expand_as(ranked)
+    return torch.empty_like(ranked).scatter_(1, ranked, places)
+
+
+def capped_count(count: Tensor, cap, room: Tensor) -> Tensor:
+    """A per-image count limited by the cap (an int or B-tensor: the most a block may remove) and the
+    room above the floor (``room = tokens - min_tokens``; never negative): B int64."""
+    cap = cap if isinstance(cap, Tensor) else torch.full_like(count, int(cap))
+    return torch.minimum(torch.minimum(count, cap), room.clamp_min(0))
+
+
+def select_above(scores: Tensor, threshold, cap, room: Tensor) -> Tensor:
+    """The entries to act on per image: those with ``scores > threshold`` (``threshold=None``: all
+    finite ones), best first, at most ``cap`` and ``room`` (:func:`capped_count`). Entries that must
+    never be chosen carry ``-inf``. B x M float -> B x M bool."""
+    passing = torch.isfinite(scores) if threshold is None else scores > threshold
+    count = capped_count(passing.sum(dim=1), cap, room)
+    return rank_of(scores, descending=True) < count[:, None]
+
+
+def compact(key: Tensor, gone: Tensor) -> tuple[Tensor, Tensor]:
+    """The per-image layout after a reduction: the tokens not ``gone``, sorted by ``key`` (ascending,
+    stable; integers in ``[0, 2 N)`` for N = ``key.shape[1]``), then the gone ones, cut at the longest
+    image. Returns (order B x width, lengths B). The one host read of a per-image reduction:
+    ``width = lengths.max()``."""
+    lengths = (~gone).sum(dim=1)
+    key = key.masked_fill(gone, 2 * key.shape[1])
+    width = int(lengths.max())
+    return key.argsort(dim=1, stable=True)[:, :width], lengths
 
 
 def threshold_matching(metric: Tensor, size: Tensor, threshold: float, r_max: int, min_tokens: int) -> PaddedMerge:
@@ -117,29 +167,22 @@ def threshold_matching(metric: Tensor, size: Tensor, threshold: float, r_max: in
     Shapes: ``metric`` B x N x d, ``size`` B x N x 1 (0 on padding) -> :class:`PaddedMerge`."""
     n, t, _ = metric.shape
     with torch.no_grad():
-        valid = size[..., 0] > 0
-        lengths = valid.sum(dim=1)
-        unit = metric / metric.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        valid = valid_tokens(size)
+        unit = unit_rows(metric)
         a, b = unit[:, ::2, :], unit[:, 1::2, :]
         na = a.shape[1]
         scores = (a @ b.transpose(-1, -2)).masked_fill(~valid[:, None, 1::2], -math.inf)
         scores[:, 0, :] = -math.inf  # [CLS] is never a source
         node_max, node_idx = scores.max(dim=-1)
         node_max = node_max.masked_fill(~valid[:, ::2], -math.inf)
-        ranked = node_max.argsort(dim=-1, descending=True, stable=True)
-        rank = torch.empty_like(ranked).scatter_(1, ranked, torch.arange(na, device=metric.device).expand(n, na))
-        count = (node_max > threshold).sum(dim=1)
-        count = torch.minimum(count.clamp_max(r_max), (lengths - min_tokens).clamp_min(0))
-        merged = rank < count[:, None]
+        merged = select_above(node_max, threshold, r_max, valid.sum(dim=1) - min_tokens)
         pos = torch.arange(t, device=metric.device)
-        key = torch.where(pos % 2 == 0, pos // 2, na + pos // 2)[None].expand(n, t).clone()  # A first, then B
+        key = torch.where(pos % 2 == 0, pos // 2, na + pos // 2)[None].expand(n, t)  # A first, then B
         gone = ~valid
         gone[:, ::2] |= merged
-        key = key.masked_fill(gone, 2 * t)
-        new_lengths = lengths - count
-        width = int(new_lengths.max())
-        order = key.argsort(dim=1, stable=True)[:, :width]
-    return PaddedMerge(2 * node_idx + 1, merged, order, new_lengths)
+        order, new_lengths = compact(key, gone)
+        src = torch.arange(0, t, 2, device=metric.device)[None].expand(n, na)
+    return PaddedMerge(src, 2 * node_idx + 1, merged, order, new_lengths)
 
 
 def padding_bias(size: Tensor, dtype: torch.dtype) -> Tensor:
@@ -253,6 +296,16 @@ def class_attention(q_cls: Tensor, k: Tensor, scale: float, bias: Tensor | None 
     if bias is not None:
         logits = logits + bias.float()
     return logits.softmax(dim=-1)[:, :, 0, 1:].mean(dim=1)
+
+
+def query_attention(q: Tensor, k: Tensor, scale: float, bias: Tensor | None = None) -> Tensor:
+    """Attention probabilities of a set of queries to every key, averaged over heads and queries:
+    how much those queries read each token (a tokenizer encoder's latent tokens: the importance
+    ImagePiece scores patches by there). Shapes: ``q`` B x H x Q x d, ``k`` B x H x N x d -> B x N."""
+    logits = (q.float() * scale) @ k.float().transpose(-1, -2)
+    if bias is not None:
+        logits = logits + bias.float()
+    return logits.softmax(dim=-1).mean(dim=(1, 2))
 
 
 # --------------------------------------------------------------------------- schedules

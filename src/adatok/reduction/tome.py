@@ -20,7 +20,7 @@ from torch import Tensor
 
 from ..errors import ConfigError
 from . import ops
-from .base import BlockNeeds, Reducer, TokenState, check_ratio
+from .base import BlockNeeds, Reducer, TokenState, apply_padded, check_min_tokens, check_ratio
 
 
 @dataclass(frozen=True)
@@ -57,9 +57,7 @@ class ToMeConfig:
         check_ratio("ToMeConfig", "inflection", self.inflection, -1.0, 1.0, low_open=False)
         if self.threshold is not None:
             check_ratio("ToMeConfig", "threshold", self.threshold, -1.0, 1.0)
-        if not isinstance(self.min_tokens, int) or isinstance(self.min_tokens, bool) or self.min_tokens < 1:
-            raise ConfigError(f"ToMeConfig.min_tokens={self.min_tokens!r}: use an integer >= 1 (tokens kept per image, "
-                              "[CLS] included)")
+        check_min_tokens("ToMeConfig", self.min_tokens)
 
 
 class ToMeReducer(Reducer):
@@ -119,11 +117,7 @@ class ToMeReducer(Reducer):
             return x
         if self.config.threshold is not None:
             padded = ops.threshold_matching(metric, state.size, self.config.threshold, r, self.config.min_tokens)
-            if state.source is not None:
-                state.source = ops.merge_source(padded, state.source)
-            x, state.size = ops.merge_wavg(padded, x, state.size)
-            state.lengths, state.merged = padded.lengths, True
-            return x
+            return apply_padded(x, state, padded)
         merge = ops.bipartite_soft_matching(metric, r, class_token=True)
         if merge is None:  # fewer tokens than planned (another input size): nothing to merge
             return x
