@@ -44,7 +44,7 @@ def check_sweep_args(args) -> None:
     used = [flag for flag, value in (("--report", args.report), ("--lengths", args.lengths),
                                      ("--psnr-targets", args.psnr_targets), ("--lambdas", args.lambdas),
                                      ("--jpeg-qualities", args.jpeg_qualities),
-                                     ("--webp-qualities", args.webp_qualities))) if value is not None]
+                                     ("--webp-qualities", args.webp_qualities)) if value is not None]
     if used:
         raise ConfigError(f"{', '.join(used)} only apply to a rate–distortion sweep: add --sweep")
 
