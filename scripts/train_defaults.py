@@ -12,7 +12,7 @@ Stages (each skipped when its export already exists, so an interrupted run conti
                             configs/defaults/alit_finetune.yaml (stage 2, on pixels)
   4. titok_prefix_default   configs/defaults/titok_prefix.yaml (tail-token drop, warm start: stage 2's TiTok)
 TiTok and ALIT train on 64 px crops of 5-100% of each photo of the 768 px pool (--hires-pool): on the
-whole photos of the 256 px pool they memorised the 59 training photos. Then evaluation (PSNR / SSIM
+whole photos of the 256 px pool they memorised the training photos (54-59, by the wheels installed). Then evaluation (PSNR / SSIM
 per token count on the held-out photos, 64 px center crops of the 256 px pool) and the model cards.
 Stages 2 and 3 run one after the other (``--parallel`` runs them together); ``--stages`` trains only
 some and ``--no-finalize`` skips the evaluation and export. The recipes train in bf16 on a GPU (the
@@ -102,8 +102,9 @@ def device_description() -> str:
 @torch.no_grad()
 def evaluate(work: Path, pool: Path, stages: list[str]) -> dict:
     """PSNR / SSIM of each trained stage on the held-out crop set (adatok/eval/crops.py: 21 crops a photo at
-    scales 1, 1/2, 1/4, 64 px; 168 images from the 8 held-out photos), and on crops of the training photos
-    (every k-th, at most ~340) to show how much of the held-out gap is memorisation."""
+    scales 1, 1/2, 1/4, 64 px; 21 per held-out photo), and on crops of the training photos
+    (every k-th, at most ~340) to show how much of the held-out gap is memorisation. The held-out count
+    follows the pool: 8 photos (168 crops) without matplotlib installed, 9 (189) with it."""
     import torch.nn.functional as F
 
     import adatok
@@ -234,14 +235,14 @@ RUN_NOTES = {
             "them, and was not used for this model.",
 }
 RUN_NOTES["prefix"] = (
-    "Trained on the 2-core CPU (this recipe as is: 3000 steps, 30 min). Per-image lengths: a quality target "
+    "Trained on the 2-core CPU (this recipe as is: 3000 steps, about 30 min). Per-image lengths: a quality target "
     "(`select(x, 'psnr', t)`) equalises quality, so the length follows image complexity (rank correlation with the "
     "PNG size in README \"Prefix tokenizers\"), but at the same mean length its mean PSNR is below a fixed length "
     "(cluttered images take many tokens that buy little); the rate-distortion rows "
     "(`adatok.tokenizers.prefix.lagrangian.select_lagrangian`) maximise the mean PSNR instead and beat the fixed "
     "length. The 64-token PSNR is below titok_default's, whose weights it starts from: part of the capacity now "
     "serves the short prefixes.")
-CAVEAT = ("Small 64 px models trained for minutes on 59 photos, without perceptual or GAN losses: "
+CAVEAT = ("Small 64 px models trained for minutes on {n_train} photos, without perceptual or GAN losses: "
           "reconstructions are blurry; they keep each photo's layout and colours, not its fine detail, and these "
           "numbers are far from the papers' (256 px, ImageNet-scale training). For scale: shrinking the held-out "
           "photos to 8 x 8 pixels and back gives {thumb8:.1f} dB, to 4 x 4 {thumb4:.1f} dB. The models exist so "
@@ -302,7 +303,7 @@ def write_cards(work: Path, pool: Path, report: dict, export_to: Path) -> None:
                            recipe=", then ".join(f"configs/defaults/{run}.yaml" for run in RUNS[stage]),
                            runs="; ".join(runs), config=f"`{model.config}`",
                            rows=rows, caveat=(RUN_NOTES.get(stage, "") + "\n\n" + CAVEAT.format(
-                               thumb8=report["baselines"]["8x8 thumbnail"]["psnr"],
+                               n_train=n_train, thumb8=report["baselines"]["8x8 thumbnail"]["psnr"],
                                thumb4=report["baselines"]["4x4 thumbnail"]["psnr"])).strip())
         (target / "MODEL_CARD.md").write_text(card)
         print(f"wrote {target} ({sum(f.stat().st_size for f in target.iterdir()) / 1e6:.1f} MB)")
