@@ -12,7 +12,7 @@ def test_demo_runs_on_the_shipped_models(tmp_path, capsys):
     assert main(["--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "titok_default" in out and "alit_default" in out
-    assert "decode_ids(ids) == the reconstruction: TiTok True, ALIT True" in out
+    assert "decode_ids(ids) == the reconstruction: TiTok True, ALIT True, prefix True" in out
     # the flat colour and the gradient meet the L1 threshold at 16 tokens; the cat and the coffee cup
     # need 32, the astronaut more (the night-sky rocket photo is as simple as the gradient in L1)
     assert "simple images get fewer: True" in out
@@ -23,6 +23,14 @@ def test_demo_runs_on_the_shipped_models(tmp_path, capsys):
     # defaults of earlier sessions 22.5 and 18.3
     assert titok_psnr > 24.0 and alit_psnr > 22.0
     assert (tmp_path / "reconstructions.png").exists()
+    # the prefix default: every length decodes and quality rises with each (the demo images), the
+    # simple images reach 22 dB at 8 tokens, the photos need 24-64
+    assert "prefix tokens: simple images [8, 8], photos [64, 64, 64, 24]" in out
+    curve = [float(v) for v in re.findall(r"(\d+\.\d) dB", out.split("mean PSNR at every length:")[1].split("\n")[0])]
+    assert len(curve) == 8 and all(b > a for a, b in zip(curve, curve[1:]))
+    from PIL import Image
+    grid = Image.open(tmp_path / "prefix_lengths.png")
+    assert grid.width >= 9 * 128 and grid.height >= 6 * 128  # 6 images x (original + 8 lengths), enlarged
 
 
 def test_demo_shows_the_models_it_is_given(tmp_path, capsys):
@@ -41,7 +49,7 @@ def test_demo_shows_the_models_it_is_given(tmp_path, capsys):
 
 
 def test_default_models_load_offline_and_match_their_cards():
-    for name in ("maskgit_vqgan_default", "titok_default", "alit_default"):
+    for name in ("maskgit_vqgan_default", "titok_default", "alit_default", "titok_prefix_default"):
         model = adatok.load(name)
         folder = adatok.hub.BUNDLED_DIR / name
         card = (folder / "MODEL_CARD.md").read_text()

@@ -6,7 +6,7 @@ import torch
 from PIL import Image, ImageFont
 
 from adatok.cli.main import main
-from adatok.cli.reconstruct import compare_figure, length_figure
+from adatok.viz.figure import compare_figure, length_figure
 from adatok.data.images import make_strip, wrap_label
 from adatok.reduction.base import BlockTrace
 from adatok.viz import enlarge, labelled_strip, mark, merge_figure

@@ -8,7 +8,7 @@ import torch
 
 from ..data.images import save_image
 from ..eval.metrics import psnr
-from ..viz.figure import labelled_strip
+from ..viz.figure import compare_figure, length_figure
 from .adaptive import add_adaptive_args, check_adaptive_args, select
 from .common import ReadableBatches, add_model_args, autocast, check_output_dir, load_tokenizer
 
@@ -94,20 +94,6 @@ class _NameQueue:
 
     def take(self, path) -> str:
         return self._names[str(path)].pop(0)
-
-
-def compare_figure(original: torch.Tensor, recon: torch.Tensor, length: int, value: float) -> torch.Tensor:
-    """original | reconstruction, enlarged so the labels fit: what ``<name>_compare.png`` holds."""
-    return labelled_strip([original.float(), recon.float()], ["original", f"{length} tokens, {value:.2f} dB"])
-
-
-def length_figure(original: torch.Tensor, images, lengths, chosen: int | None = None, psnrs=None) -> torch.Tensor:
-    """original | the reconstruction at each token count (``images[t]`` at ``lengths[t]``), the chosen
-    length framed in red and labelled "chosen": what ``<name>_lengths.png`` holds."""
-    labels = ["original"] + [f"{n} tokens" + (f", {p:.1f} dB" if psnrs is not None else "")
-                             + (" (chosen)" if n == chosen else "") for n, p in zip(lengths, psnrs or lengths)]
-    marked = 1 + list(lengths).index(chosen) if chosen in lengths else None
-    return labelled_strip([original.float()] + [img.float() for img in images], labels, marked=marked)
 
 
 def _write_length_strips(model, batch, names, out: Path, seed: int, chosen) -> None:

@@ -47,3 +47,17 @@ def stack_rows(rows: Sequence[Tensor], gap: int = 4) -> Tensor:
     width = max(r.shape[2] for r in rows)
     padded = [torch.nn.functional.pad(r, (0, width - r.shape[2], 0, gap), value=1.0) for r in rows]
     return torch.cat(padded, dim=1)
+
+
+def compare_figure(original: torch.Tensor, recon: torch.Tensor, length: int, value: float) -> torch.Tensor:
+    """original | reconstruction, enlarged so the labels fit: what ``<name>_compare.png`` holds."""
+    return labelled_strip([original.float(), recon.float()], ["original", f"{length} tokens, {value:.2f} dB"])
+
+
+def length_figure(original: torch.Tensor, images, lengths, chosen: int | None = None, psnrs=None) -> torch.Tensor:
+    """original | the reconstruction at each token count (``images[t]`` at ``lengths[t]``), the chosen
+    length framed in red and labelled "chosen": what ``<name>_lengths.png`` holds."""
+    labels = ["original"] + [f"{n} tokens" + (f", {p:.1f} dB" if psnrs is not None else "")
+                             + (" (chosen)" if n == chosen else "") for n, p in zip(lengths, psnrs or lengths)]
+    marked = 1 + list(lengths).index(chosen) if chosen in lengths else None
+    return labelled_strip([original.float()] + [img.float() for img in images], labels, marked=marked)
