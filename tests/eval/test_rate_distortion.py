@@ -94,6 +94,8 @@ def test_the_sweep_equals_decoding_each_length_separately(name, request):
         assert p.psnr == pytest.approx(float(want.mean()), abs=1e-3)
     assert sweep.preview.shape == (3, model.image_size, model.image_size, 3) and sweep.preview.dtype == np.uint8
     assert sweep.preview_recon.shape == (len(model.allowed_lengths), *sweep.preview.shape)
+    none = rate_distortion(model, x, psnr_targets=(), lambdas=(), preview=0)  # no grid: same points
+    assert none.preview_recon.shape[1] == 0 and np.allclose(none.curves, sweep.curves)
 
 
 @torch.no_grad()

@@ -224,8 +224,10 @@ def rate_distortion(model: Tokenizer, images: torch.Tensor, *, method: Optional[
     kind = "length" if adaptive else "fixed"
     points = [acc.point(method, f"{n} tokens", kind, codebook, 1, pixels) for acc, n in zip(accs, swept)]
     curves = torch.cat(curves, dim=1).numpy()
-    recon_prev = torch.cat(prev_recon, dim=1)
-    preview_recon = np.stack([to_uint8(r) for r in recon_prev])
+    if prev_recon:
+        preview_recon = np.stack([to_uint8(r) for r in torch.cat(prev_recon, dim=1)])
+    else:  # preview=0: no grid wanted
+        preview_recon = np.zeros((len(swept), 0, model.image_size, model.image_size, 3), np.uint8)
 
     # 2. per-image selections (adaptive only): the length costs log2(#allowed) bits an image
     if adaptive:
