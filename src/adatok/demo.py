@@ -1,12 +1,15 @@
 """``make demo``: the shipped default tokenizers on the bundled photos, offline.
 
-``titok_default`` (64 tokens per image) and ``alit_default`` (16..64 tokens, chosen per image) are
-small 64 px models trained on crops of the 59 photos of the real-photo pool (minutes on one GPU;
-model cards in ``adatok/weights/``): blurry reconstructions that keep each photo's layout and
-colours, and the demo says so. ``--titok`` / ``--alit`` show other models (e.g. a run's
-``OUT/model``). The demo tokenizes and reconstructs the four bundled photos plus two simple synthetic images (a flat colour
-and a smooth gradient), prints each image's token count and PSNR, checks that decoding the ids
-gives back the same reconstruction, and writes a PNG strip: original | TiTok | ALIT (its length).
+``titok_default`` (64 tokens per image), ``alit_default`` (16..64 tokens, chosen per image) and
+``titok_prefix_default`` (any prefix of 8, 16, ..., 64 tokens, chosen per image) are small 64 px
+models trained on crops of the 54-59 photos of the real-photo pool (model cards in
+``adatok/weights/``): blurry reconstructions that keep each photo's layout and colours, and the demo
+says so. ``--titok`` / ``--alit`` / ``--prefix`` show other models (e.g. a run's ``OUT/model``). The
+demo tokenizes and reconstructs the four bundled photos plus two simple synthetic images (a flat
+colour and a smooth gradient), prints each image's token count and PSNR, checks that decoding the ids
+gives back the same reconstruction, and writes two PNGs: ``reconstructions.png`` (original | TiTok |
+ALIT | prefix TiTok, each at its length) and ``prefix_lengths.png`` (every image at every prefix
+length, the chosen one framed in red).
 """
 
 from __future__ import annotations
@@ -56,7 +59,8 @@ def main(argv=None) -> int:
     shipped = (args.titok, args.alit, args.prefix) == ("titok_default", "alit_default", "titok_prefix_default")
     print("adatok demo — " + ("the shipped default tokenizers" if shipped else "the tokenizers given"))
     if shipped:
-        print("note: these defaults are small 64 px models trained briefly on 59 photos (minutes on one GPU):")
+        print("note: these defaults are small 64 px models trained briefly on 54-59 photos (minutes on one GPU,")
+        print("half an hour on a CPU for the prefix TiTok):")
         print("reconstructions are blurry, keeping each photo's layout and colours, far from the papers' quality.")
         print("The bundled photos are among TiTok's and ALIT's training photos (not the prefix TiTok's); held-out")
         print("numbers are in the model cards")
