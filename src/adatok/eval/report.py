@@ -86,7 +86,7 @@ def _lines(points) -> dict:
 
 def plot_rate_distortion(points: Sequence, path, title: str = "Rate–distortion") -> Path:
     """PSNR (dB) against bits per pixel, log x axis, one line per method; tokenizer lengths and
-    baseline settings annotated next to their markers."""
+    baseline settings annotated next to their markers (selection rules only when a method has <= 3)."""
     plt = _matplotlib()
     fig, ax = plt.subplots(figsize=(10, 6.5), dpi=110)
     markers = "osD^vP*Xh<>"
@@ -94,7 +94,10 @@ def plot_rate_distortion(points: Sequence, path, title: str = "Rate–distortion
         x, y = [p.bpp for p in ps], [p.psnr for p in ps]
         ax.plot(x, y, marker=markers[i % len(markers)], linestyle="-" if len(ps) > 1 else "none", label=method,
                 markersize=6)
-        for p in ps:
+        # selection rules crowd beside the length curve: label them only when there are few (the CSV /
+        # HTML tables name every point)
+        labelled = [p for p in ps if p.kind != "selection" or len(ps) <= 3]
+        for p in labelled:
             short = p.label.replace(" tokens", "").replace(" dB/token", "").replace("lambda=", "λ=")
             short = short.replace("psnr>=", "≥").replace(" dB", "")
             below = p.kind == "selection"  # under the marker: clear of the length curve's labels above
