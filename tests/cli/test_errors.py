@@ -57,7 +57,8 @@ def test_missing_path_and_symlink_loop_are_skipped_and_the_rest_processed(model_
     assert any("missing.jpg" in l and "no such file" in l for l in skipped)
     assert any("loop.jpg" in l and "symbolic link loop" in l for l in skipped)
     assert any("gone.png" in l and "broken symbolic link" in l for l in skipped)
-    assert sorted(p.name for p in out.iterdir()) == ["astronaut_recon.png", "chelsea_recon.png"]
+    assert sorted(p.name for p in out.glob("*_recon.png")) == ["astronaut_recon.png", "chelsea_recon.png"]
+    assert sorted(p.name for p in out.glob("*_compare.png")) == ["astronaut_compare.png", "chelsea_compare.png"]
 
 
 def test_broken_links_inside_a_folder_are_reported_not_silently_dropped(model_dir, photos, tmp_path, capsys):
@@ -106,7 +107,7 @@ def test_same_file_names_in_two_folders_do_not_overwrite(model_dir, tmp_path, ca
                  "--model", str(model_dir), "--out", str(out)])
     cap = capsys.readouterr()
     assert code == 0
-    written = sorted(p.name for p in out.iterdir())
+    written = sorted(p.name for p in out.glob("*_recon.png"))
     assert written == ["cat_2_recon.png", "cat_3_recon.png", "cat_4_recon.png", "cat_recon.png"]
     # each input is printed with its own output file, in input order
     targets = dict(line.split("\t")[0::3] for line in cap.out.splitlines() if "\t" in line)
