@@ -101,13 +101,16 @@ def main() -> int:
     p.add_argument("--alit", default="alit_default")
     p.add_argument("--titok", default="titok_default")
     p.add_argument("--json", type=Path, help="also write the numbers here")
+    p.add_argument("--max-images", type=int, help="only the first N crops (a quick look; the targets need all)")
     args = p.parse_args()
     torch.set_grad_enabled(False)
     report = {}
     titok = adatok.load(args.titok)
     images, names = heldout_crops(args.heldout, titok.image_size)
+    if args.max_images:
+        images, names = images[: args.max_images], names[: args.max_images]
     photos = sorted({n.split("@")[0] for n in names})
-    print(f"held-out set: {len(images)} crops of {len(photos)} photos ({', '.join(photos)}), {titok.image_size} px")
+    print(f"held-out set: {len(images)} crops of {len(photos)} photo(s) ({', '.join(photos)}), {titok.image_size} px")
     complexity = image_complexity(images)
     titok_psnr = rate_distortion(titok, images, method=args.titok, preview=0).points[0].psnr
     report[args.titok] = {"tokens": titok.max_tokens, "psnr": titok_psnr}
