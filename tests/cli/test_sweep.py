@@ -126,3 +126,81 @@ def test_sweep_report_of_a_prefix_tokenizer_has_lagrangian_points(inputs, tmp_pa
     assert float(sel[1]["bits"]) == pytest.approx(2 * 6 + 2)
     assert {r["method"] for r in rows if r["kind"] == "baseline"} == {"thumbnail"}
     assert "lagrangian" in html and (out / "length_complexity.png").exists()
+
+
+# ----------------------------------------------------------------------------- --rfid
+
+
+@pytest.fixture
+def fast_frechet(monkeypatch):
+    """tests/eval/test_cli_metrics.py's exact low-rank ``frechet_distance`` (scipy's 2048 x 2048 sqrtm is
+    ~15 s), one intra-op thread (the shared test machine's cores)."""
+    import torch
+    from eval.test_cli_metrics import eigen_frechet
+
+    from adatok.eval import fid
+
+    monkeypatch.setattr(fid, "frechet_distance", eigen_frechet)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_sweep_rfid_per_point_from_an_inception_file(tmp_path, fast_frechet, capsys):
+    """2 images 80 x 64, titok_tiny (one fixed point) and a thumbnail at its bytes: every point has an rFID and
+    IS (printed, CSV, JSON, HTML); the tokenizer point's equals the FID of the 64 px crops against their
+    8-bit reconstructions computed directly (float64 Inception, as the command loads it)."""
+    import torch
+    from eval.test_cli_metrics import _write_images, exact_fid, inception_score
+    from eval.test_fid import write_random_inception
+
+    from adatok.data.images import load_images, to_uint8
+    from adatok.eval.inception import load_inception
+
+    paths = _write_images(tmp_path / "in", 5, 2, size=(80, 64))
+    torch.manual_seed(0)
+    model_dir = adatok.save(adatok.create_model("titok_tiny"), tmp_path / "tiny")
+    weights = tmp_path / "inception.pth"
+    write_random_inception(weights)
+    out = tmp_path / "rd"
+    code = main(["eval", str(tmp_path / "in"), "--model", str(model_dir), "--sweep", "--rfid", "--inception",
+                 str(weights), "--report", str(out), "--jpeg-qualities", "--webp-qualities"])
+    text = capsys.readouterr().out
+    assert code == 0, text
+    header = next(line for line in text.splitlines() if line.startswith("method"))
+    assert header.split()[-2:] == ["rFID", "IS"] and "biased upward" in text
+    rows, data, html = _read(out)
+    assert [r["kind"] for r in rows] == ["fixed", "baseline"]
+    assert all(float(r["rfid"]) > 0 and float(r["inception_score"]) >= 1 for r in rows)
+    assert [p["rfid"] for p in data["points"]] == [float(r["rfid"]) for r in rows]
+    assert data["inception_score_inputs"] >= 1 and "<th>rFID</th>" in html
+    printed = [line.split() for line in text.splitlines() if line.startswith(("tiny", "thumbnail"))]
+    assert [float(p[-2]) for p in printed] == pytest.approx([float(r["rfid"]) for r in rows], abs=1e-4)
+    net = load_inception(weights)
+    model = adatok.load(model_dir)
+    refs = load_images(paths, 64)[0]
+    with torch.inference_mode():
+        recon = to_uint8(model.decode(model.encode(refs)))
+        (pr, _), (pf, lf) = net(to_uint8(refs)), net(recon)
+    assert float(rows[0]["rfid"]) == pytest.approx(exact_fid(pr, pf), rel=1e-5)
+    assert float(rows[0]["inception_score"]) == pytest.approx(inception_score(lf), abs=1e-6)
+
+
+def test_sweep_rfid_without_the_inception_file_is_one_line_exit_2(inputs, tmp_path, monkeypatch, capsys):
+    """Before the tokenizer is loaded (a bad --model is not reported) or an image read."""
+    import torch
+
+    from adatok.eval.inception import INCEPTION_FILE
+
+    monkeypatch.setenv("ADATOK_WEIGHTS_DIR", str(tmp_path / "w"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    assert main(["eval", str(inputs), "--model", "no_such_model", "--sweep", "--rfid"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith("adatok: error:") and INCEPTION_FILE in err, err
+    assert "--inception FILE" in err and str(tmp_path / "w") in err
+    assert main(["eval", str(inputs), "--model", "titok_default", "--sweep", "--rfid", "--inception",
+                 str(tmp_path / "x.pth")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "x.pth" in err and "Traceback" not in err, err

@@ -144,3 +144,114 @@ def test_bad_inputs_are_one_line_errors(prefix):
         rate_distortion(prefix, torch.rand(0, 3, prefix.image_size, prefix.image_size))
     with pytest.raises(InputError, match="not among"):
         rate_distortion(prefix, _images(prefix.image_size, 2), lengths=[3])
+
+
+# ----------------------------------------------------------------------------- rFID / IS per point
+
+
+@pytest.fixture(scope="module")
+def inception_net(tmp_path_factory):
+    """The random-weight FID Inception of tests/eval/test_fid.py, in float32 (3x faster on the CPU
+    than the float64 default; rFID is compared against the same network, so the dtype is free)."""
+    from adatok.eval.inception import load_inception
+
+    from .test_fid import write_random_inception
+
+    path = tmp_path_factory.mktemp("inception") / "inception.pth"
+    write_random_inception(path)
+    return load_inception(path, dtype=torch.float32)
+
+
+@pytest.fixture
+def fast_frechet(monkeypatch):
+    """``frechet_distance`` as its exact low-rank eigen form (scipy's 2048 x 2048 sqrtm is ~15 s)."""
+    from adatok.eval import fid
+
+    from .test_cli_metrics import eigen_frechet
+
+    monkeypatch.setattr(fid, "frechet_distance", eigen_frechet)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # one thread: the shared 2-core machine stalls a second one's convolutions
+    yield
+    torch.set_num_threads(before)
+
+
+def _pool(net, u8):
+    with torch.inference_mode():
+        return net(u8)[0]
+
+
+def _u8(x):
+    from adatok.data.images import to_uint8
+
+    return to_uint8(x)
+
+
+@torch.no_grad()
+def test_rfid_of_each_point_equals_a_direct_fid_against_the_inputs(prefix, inception_net, fast_frechet):
+    """2 images, one per batch: each point's rFID is the FID between the inputs' and its 8-bit
+    reconstructions' Inception features, computed directly; the inputs' statistics come from one
+    pass over the images, shared by every point (the network sees each point's images once)."""
+    from adatok.eval.rd_inception import inception_reference
+
+    from .test_cli_metrics import exact_fid, inception_score
+
+    x = _images(prefix.image_size, 2)
+    ref = inception_reference(inception_net, x, batch_size=1)
+    seen = []
+    hook = inception_net.register_forward_hook(lambda m, args, out: seen.append(len(args[0])))
+    try:
+        sweep = rate_distortion(prefix, x, lengths=(2, 8), psnr_targets=(), lambdas=(0.0,), batch_size=1,
+                                inception=ref)
+    finally:
+        hook.remove()
+    assert seen == [1] * 3 * 2  # 3 points x 2 images, one at a time: the reference was not recomputed
+    assert sweep.reference is ref
+    real = _pool(inception_net, _u8(x))
+    recons = [prefix.decode(prefix.encode(x, lengths=torch.full((2,), n))) for n in (2, 8)]
+    recons.append(select_lagrangian(prefix, x, 0.0).images)
+    rfids = []
+    for p, recon in zip(sweep.points, recons):
+        with torch.inference_mode():
+            pool, logits = inception_net(_u8(round8(recon)))
+        want = exact_fid(real, pool)
+        assert want > 1e-4
+        assert p.rfid == pytest.approx(want, rel=1e-5, abs=1e-6), p.label
+        assert p.inception_score == pytest.approx(inception_score(logits), abs=1e-6)
+        assert p.row()["rfid"] == p.rfid and p.row()["inception_score"] == p.inception_score
+        rfids.append(p.rfid)
+    assert len(set(rfids)) == 3  # the points differ
+    # a network instead of a reference: the same numbers (the reference built inside)
+    again = rate_distortion(prefix, x, lengths=(2,), psnr_targets=(), lambdas=(), inception=inception_net)
+    assert again.points[0].rfid == pytest.approx(sweep.points[0].rfid, rel=1e-6)
+    assert rate_distortion(prefix, x, lengths=(2,), psnr_targets=(), lambdas=()).points[0].rfid is None
+
+
+@torch.no_grad()
+def test_baseline_rfid_shares_the_reference_and_identical_images_give_zero(inception_net, fast_frechet):
+    from adatok.eval.baselines import _decode, baseline_points, encode_jpeg
+    from adatok.eval.rd_inception import PointInception, inception_reference
+
+    from .test_cli_metrics import exact_fid, inception_score
+
+    x = _images(32, 3)
+    ref = inception_reference(inception_net, x)
+    (jpeg,) = baseline_points(x, (), jpeg_qualities=(5,), webp_qualities=(), inception=ref, batch_size=2)
+    u8 = _u8(x).permute(0, 2, 3, 1).numpy()  # B x H x W x 3
+    decoded = torch.from_numpy(np.stack([_decode(encode_jpeg(im, 5)) for im in u8])).permute(0, 3, 1, 2)
+    real = _pool(inception_net, _u8(x))
+    with torch.inference_mode():
+        pool, logits = inception_net(decoded.contiguous())
+    want = exact_fid(real, pool)
+    assert want > 1e-4 and jpeg.rfid == pytest.approx(want, rel=1e-5, abs=1e-6)
+    assert jpeg.inception_score == pytest.approx(inception_score(logits), abs=1e-6)
+    # the reference against itself: rFID ~0 and the inputs' IS
+    same = PointInception(ref)
+    same.add(x[:2])
+    same.add(torch.from_numpy(u8[2:]).permute(0, 3, 1, 2))  # uint8 goes in as is
+    rfid, score = same.result()
+    assert abs(rfid) < 1e-6 and score == pytest.approx(ref.inception_score, rel=1e-9)
+    with pytest.raises(InputError, match="other images"):
+        baseline_points(x.flip(0), (), jpeg_qualities=(5,), webp_qualities=(), inception=ref)
+    with pytest.raises(InputError, match="at least 2 images"):
+        inception_reference(inception_net, x[:1])

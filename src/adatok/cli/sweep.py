@@ -1,6 +1,7 @@
 """``adatok eval IMAGES --model M --sweep [--report DIR]``: the rate–distortion sweep of a tokenizer
 (every allowed length and per-image selections of an adaptive one), classical baselines at the same
-bytes, and the length-vs-complexity analysis (docs/rate_distortion.md)."""
+bytes, and the length-vs-complexity analysis (docs/rate_distortion.md). ``adatok eval``'s ``--lpips``
+and ``--rfid`` / ``--inception FILE`` add LPIPS and rFID / IS to every point."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import torch
 
 from ..errors import ConfigError
 from ..interface import AdaptiveTokenizer
-from .common import ReadableBatches, check_output_dir, load_tokenizer
+from .common import ReadableBatches, check_output_dir, checked_device, load_tokenizer
 
 
 def add_sweep_args(p: argparse.ArgumentParser) -> None:
@@ -77,21 +78,36 @@ def _lpips_fn(args, device):
     return functools.partial(lpips_distance, load_lpips_checked(args.lpips_dir, device), batch_size=args.batch_size)
 
 
-def _protocol(args, model, n_images: int) -> list:
+def _inception(args):
+    """The FID Inception with ``--rfid`` / ``--inception`` (as plain eval), else None; a missing file is a
+    one-line error before the tokenizer is loaded."""
+    if not (args.rfid or args.inception):
+        return None
+    from .eval_metrics import load_inception_checked
+
+    return load_inception_checked(args.inception, checked_device(args))
+
+
+def _protocol(args, model, n_images: int, rfid: bool = False) -> list:
     k = model.codebook_size
     allowed = model.allowed_lengths if isinstance(model, AdaptiveTokenizer) else (model.max_tokens,)
     bits = f"tokens x log2({k}) = tokens x {torch.tensor(float(k)).log2().item():.3g} bits" if k else \
         "continuous tokens: no bit count"
-    return [f"{n_images} image(s), resized (shorter side, bicubic) and center-cropped to {model.image_size} px, "
-            "as adatok reads every image",
-            "reconstructions rounded to 8 bits before PSNR / SSIM" + (" / LPIPS" if args.lpips else ""),
-            f"bits per image: {bits}; a per-image selection adds log2({len(allowed)}) bits (the chosen length); "
-            f"bits per pixel: bits / {model.image_size}^2",
-            "thumbnail: area downsample to the largest square whose uint8 RGB bytes fit the budget, bicubic "
-            "upsample; JPEG / WebP: Pillow in memory, actual file bytes",
-            "complexity: PNG and JPEG (q=90) bytes of each evaluated image; Spearman rho with two-sided p",
-            f"allocation check: chosen lengths vs one length at the same mean (interpolated) and vs the lengths "
-            f"shuffled across images (seed {args.sweep_seed}, 100 permutations)"]
+    lines = [f"{n_images} image(s), resized (shorter side, bicubic) and center-cropped to {model.image_size} px, "
+              "as adatok reads every image",
+              "reconstructions rounded to 8 bits before PSNR / SSIM" + (" / LPIPS" if args.lpips else ""),
+              f"bits per image: {bits}; a per-image selection adds log2({len(allowed)}) bits (the chosen length); "
+              f"bits per pixel: bits / {model.image_size}^2",
+              "thumbnail: area downsample to the largest square whose uint8 RGB bytes fit the budget, bicubic "
+              "upsample; JPEG / WebP: Pillow in memory, actual file bytes",
+              "complexity: PNG and JPEG (q=90) bytes of each evaluated image; Spearman rho with two-sided p",
+              f"allocation check: chosen lengths vs one length at the same mean (interpolated) and vs the lengths "
+              f"shuffled across images (seed {args.sweep_seed}, 100 permutations)"]
+    if rfid:
+        lines.append(f"rFID / IS: FID Inception features of each point's 8-bit reconstructions against the "
+                     f"{n_images} input image(s), whose statistics are computed once; biased high on few images: "
+                     "compare points of this set only (published rFID: 50,000 ImageNet val images)")
+    return lines
 
 
 def run_sweep(args) -> int:
@@ -104,6 +120,7 @@ def run_sweep(args) -> int:
     webp_q = _check_qualities(args.webp_qualities, "--webp-qualities", 0, 100)
     if args.report is not None:
         check_output_dir(args.report, "--report")
+    inception = _inception(args)
     model = load_tokenizer(args)
     adaptive = isinstance(model, AdaptiveTokenizer)
     if args.lengths is not None and not adaptive:
@@ -117,12 +134,19 @@ def run_sweep(args) -> int:
     if images is None:
         print(f"adatok: no image could be read ({failed} failed)")
         return 1
+    reference = None
+    if inception is not None:  # the inputs' statistics, once for every point (tokenizer and baselines)
+        from ..eval.rd_inception import inception_reference
+
+        reference = inception_reference(inception, images, args.batch_size)
     name = Path(args.model).name if Path(args.model).exists() else str(args.model)  # a folder: its name
     sweep = rate_distortion(model, images, method=name, lengths=args.lengths, psnr_targets=args.psnr_targets,
-                            lambdas=args.lambdas, lpips=lpips, batch_size=args.batch_size, seed=args.sweep_seed)
+                            lambdas=args.lambdas, lpips=lpips, batch_size=args.batch_size, seed=args.sweep_seed,
+                            inception=reference)
     budgets = [p.bits / 8 for p in sweep.points if p.bits is not None]
     baselines = baseline_points(images, budgets, jpeg_q if jpeg_q is not None else JPEG_QUALITIES,
-                                webp_q if webp_q is not None else WEBP_QUALITIES, lpips=lpips)
+                                webp_q if webp_q is not None else WEBP_QUALITIES, lpips=lpips,
+                                inception=reference, batch_size=args.batch_size)
     complexity = correlations = allocation = None
     if sweep.selections:
         complexity = image_complexity(images)
@@ -131,29 +155,38 @@ def run_sweep(args) -> int:
         if full:  # the chosen lengths are all on the swept curve
             allocation = {p.label: allocation_check(sweep.curves, sweep.lengths, p.lengths, seed=args.sweep_seed)
                           for p in sweep.selections}
-    _print(sweep.points + baselines, correlations, allocation, len(paths))
+    _print(sweep.points + baselines, correlations, allocation, len(paths), reference)
     if args.report is not None:
         from ..eval.report import write_report
 
         grid = sweep.selections[len(sweep.selections) // 2] if sweep.selections else None
         out = write_report(args.report, sweep, baselines, complexity=complexity, correlations=correlations,
-                           allocation=allocation, protocol=_protocol(args, model, len(paths)), grid_selection=grid)
+                           allocation=allocation, protocol=_protocol(args, model, len(paths), reference is not None),
+                           grid_selection=grid)
         print("report: " + ", ".join(str(p) for p in out.values()))
     if failed:
         print(f"{failed} file(s) skipped")
     return 1 if failed else 0
 
 
-def _print(points, correlations, allocation, n: int) -> None:
+def _print(points, correlations, allocation, n: int, reference=None) -> None:
     print(f"{n} image(s)")
-    print(f"{'method':<34} {'label':<22} {'tokens':>7} {'bits':>8} {'bpp':>8} {'PSNR':>7} {'SSIM':>6} {'LPIPS':>6}")
+    rfid = reference is not None
+    print(f"{'method':<34} {'label':<22} {'tokens':>7} {'bits':>8} {'bpp':>8} {'PSNR':>7} {'SSIM':>6} {'LPIPS':>6}"
+          + (f" {'rFID':>9} {'IS':>7}" if rfid else ""))
 
     def f(v, spec):
         return format(v, spec) if v is not None else "-"
 
     for p in points:
         print(f"{p.method:<34} {p.label:<22} {f(p.tokens, '7.1f'):>7} {f(p.bits, '8.1f'):>8} {f(p.bpp, '8.4f'):>8} "
-              f"{p.psnr:7.2f} {p.ssim:6.3f} {f(p.lpips, '6.3f'):>6}")
+              f"{p.psnr:7.2f} {p.ssim:6.3f} {f(p.lpips, '6.3f'):>6}"
+              + (f" {f(p.rfid, '9.4f'):>9} {f(p.inception_score, '7.4f'):>7}" if rfid else ""))
+    if rfid:
+        print(f"rFID / IS against the {reference.images} input image(s) (IS of the inputs "
+              f"{reference.inception_score:.4f})"
+              + ("; rFID is biased upward below 50k images, compare points of this set only (docs/evaluation.md)"
+                 if reference.images < 50000 else ""))
     for label, measures in (correlations or {}).items():
         text = ", ".join(f"{k}: rho {s['rho']:.2f} (p {s['p']:.2g})" if "note" not in s else f"{k}: undefined, {s['note']}"
                          for k, s in measures.items())

@@ -10,7 +10,8 @@
   tokenizer's whole code).
 
 Every reconstruction is uint8 (8-bit rounding is built in) and scored like the tokenizers (PSNR,
-SSIM, LPIPS when given) against the images as loaded. Images: float ``B x 3 x H x W`` in [0, 1].
+SSIM, LPIPS when given; rFID / IS against the inputs' Inception statistics when an Inception or an
+``InceptionReference`` is given) against the images as loaded. Images: float ``B x 3 x H x W`` in [0, 1].
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from PIL import Image
 from ..errors import InputError
 from .metrics import psnr, ssim
 from .rate_distortion import LpipsFn, RDPoint, to_uint8
+from .rd_inception import InceptionReference, PointInception, as_reference
 
 __all__ = ["JPEG_QUALITIES", "WEBP_QUALITIES", "thumbnail_side", "thumbnail", "encode_jpeg", "encode_webp",
            "baseline_points"]
@@ -68,7 +70,8 @@ def _decode(data: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
 
 
-def _point(method, label, images, recon: np.ndarray, nbytes: Sequence[int], lpips) -> RDPoint:
+def _point(method, label, images, recon: np.ndarray, nbytes: Sequence[int], lpips,
+           reference: Optional[InceptionReference] = None, batch_size: int = 8) -> RDPoint:
     rec = torch.from_numpy(np.ascontiguousarray(recon)).permute(0, 3, 1, 2).double() / 255
     ref = images.double().cpu()
     p = psnr(rec, ref)
@@ -76,29 +79,44 @@ def _point(method, label, images, recon: np.ndarray, nbytes: Sequence[int], lpip
     lp = None
     if lpips is not None:
         lp = float(torch.as_tensor(lpips(rec.float(), ref.float())).double().mean())
+    rfid = score = None
+    if reference is not None:  # the uint8 reconstructions, streamed batch by batch
+        acc = PointInception(reference)
+        u8 = torch.from_numpy(np.ascontiguousarray(recon)).permute(0, 3, 1, 2)
+        for i in range(0, len(u8), batch_size):
+            acc.add(u8[i:i + batch_size])
+        rfid, score = acc.result()
     return RDPoint(method=method, label=label, kind="baseline", tokens=None, bits=bits,
                    bpp=bits / (images.shape[-1] * images.shape[-2]), psnr=float(p.mean()),
-                   ssim=float(ssim(rec, ref).mean()), lpips=lp, psnr_per_image=[float(v) for v in p],
-                   bytes_per_image=[int(n) for n in nbytes])
+                   ssim=float(ssim(rec, ref).mean()), lpips=lp, rfid=rfid, inception_score=score,
+                   psnr_per_image=[float(v) for v in p], bytes_per_image=[int(n) for n in nbytes])
 
 
 def baseline_points(images: torch.Tensor, budgets_bytes: Sequence[float] = (),
                     jpeg_qualities: Sequence[int] = JPEG_QUALITIES, webp_qualities: Sequence[int] = WEBP_QUALITIES,
-                    lpips: Optional[LpipsFn] = None) -> list:
+                    lpips: Optional[LpipsFn] = None, inception=None, batch_size: int = 8) -> list:
     """Baseline points on ``images`` (B x 3 x H x W in [0, 1]): a thumbnail per byte budget (e.g.
     each tokenizer point's ``bits / 8``; budgets below 3 bytes, and repeated sides, are dropped), and
-    JPEG / WebP at each quality with their actual bytes."""
+    JPEG / WebP at each quality with their actual bytes. ``inception``: the FID Inception or, to
+    share the inputs' statistics with a tokenizer sweep, its ``InceptionReference``
+    (``rate_distortion(...).reference``); each point then gains ``rfid`` / ``inception_score``
+    (Inception batches of ``batch_size``)."""
     if not torch.is_tensor(images) or images.dim() != 4 or images.shape[1] != 3 or images.shape[0] == 0:
         raise InputError("baseline_points needs a non-empty B x 3 x H x W image batch in [0, 1]")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise InputError(f"batch_size must be a positive int, got {batch_size!r}")
+    reference = as_reference(inception, images, batch_size, "baseline_points")
     u8 = to_uint8(images)
     points = []
     sides = sorted({thumbnail_side(b) for b in budgets_bytes} - {0})
     for side in sides:
         recon = np.stack([thumbnail(im, side) for im in u8])
-        points.append(_point("thumbnail", f"{side}x{side} px", images, recon, [3 * side * side] * len(u8), lpips))
+        points.append(_point("thumbnail", f"{side}x{side} px", images, recon, [3 * side * side] * len(u8), lpips,
+                             reference, batch_size))
     for name, encode, qualities in (("jpeg", encode_jpeg, jpeg_qualities), ("webp", encode_webp, webp_qualities)):
         for q in sorted(qualities):
             data = [encode(im, q) for im in u8]
             recon = np.stack([_decode(d) for d in data])
-            points.append(_point(name, f"q={q}", images, recon, [len(d) for d in data], lpips))
+            points.append(_point(name, f"q={q}", images, recon, [len(d) for d in data], lpips, reference,
+                                 batch_size))
     return points

@@ -11,7 +11,9 @@ The rate of a point is counted in bits: an image of ``L`` discrete tokens costs
 per image, the cost of telling the decoder which length was chosen (a length shared by the whole
 set is free). Bits per pixel divide by ``image_size ** 2``. Distortion: PSNR and SSIM of the
 reconstructions rounded to 8 bits (as ``adatok eval`` and saved images are), and LPIPS when an
-LPIPS function is passed. Per-image values (PSNR at every length, the chosen length) are kept for
+LPIPS function is passed; rFID and the Inception Score of each point's 8-bit reconstructions
+against the input images when an Inception is passed (``eval/rd_inception.py``: the inputs'
+statistics are computed once and shared by every point). Per-image values (PSNR at every length, the chosen length) are kept for
 ``eval/complexity.py``.
 
 Images are float ``B x 3 x H x W`` in [0, 1] at the model's ``image_size``.
@@ -29,6 +31,7 @@ import torch
 from ..errors import InputError
 from ..interface import AdaptiveTokenizer, Tokenizer
 from .metrics import psnr, ssim
+from .rd_inception import InceptionReference, PointInception, as_reference
 
 __all__ = ["RDPoint", "TokenizerSweep", "token_bits", "round8", "rate_distortion", "default_psnr_targets",
            "default_lambdas"]
@@ -44,7 +47,9 @@ class RDPoint:
     one length), ``selection`` (per-image lengths), ``baseline`` (thumbnail / JPEG / WebP).
     ``tokens``: mean tokens per image (None for baselines); ``bits``: mean bits per image (None for
     continuous tokens, which have no bit count); ``bpp``: ``bits / pixels``. ``lengths`` (per image,
-    tokenizer points) and ``bytes_per_image`` (baselines) keep the per-image rate."""
+    tokenizer points) and ``bytes_per_image`` (baselines) keep the per-image rate. ``rfid`` /
+    ``inception_score``: of the 8-bit reconstructions against the input images (None without an
+    Inception)."""
 
     method: str
     label: str
@@ -55,6 +60,8 @@ class RDPoint:
     psnr: float
     ssim: float
     lpips: Optional[float] = None
+    rfid: Optional[float] = None
+    inception_score: Optional[float] = None
     psnr_per_image: list = field(default_factory=list)
     lengths: Optional[list] = None
     bytes_per_image: Optional[list] = None
@@ -63,7 +70,7 @@ class RDPoint:
         """The point without its per-image lists (one CSV row)."""
         return {"method": self.method, "label": self.label, "kind": self.kind, "tokens": self.tokens,
                 "bits": self.bits, "bpp": self.bpp, "psnr": self.psnr, "ssim": self.ssim, "lpips": self.lpips,
-                "images": len(self.psnr_per_image)}
+                "rfid": self.rfid, "inception_score": self.inception_score, "images": len(self.psnr_per_image)}
 
     def to_dict(self) -> dict:
         return {**self.row(), "psnr_per_image": self.psnr_per_image, "lengths": self.lengths,
@@ -77,7 +84,10 @@ class TokenizerSweep:
     ``lengths``: the swept lengths (``(max_tokens,)`` for a fixed tokenizer); ``curves``: T x B
     per-image PSNR (8-bit reconstructions) at each of them; ``allowed_lengths``: all the model's
     lengths (the selection side cost counts them); ``preview``: uint8 ``N x H x W x 3`` originals
-    and ``preview_recon`` T x N x H x W x 3 reconstructions of the first N images (the report's grid)."""
+    and ``preview_recon`` T x N x H x W x 3 reconstructions of the first N images (the report's grid);
+    ``reference``: the inputs' Inception statistics when rFID was measured (pass it on to
+    ``baseline_points(..., inception=sweep.reference)`` to score the baselines against the same
+    statistics without recomputing them)."""
 
     method: str
     image_size: int
@@ -88,6 +98,7 @@ class TokenizerSweep:
     curves: np.ndarray
     preview: np.ndarray
     preview_recon: np.ndarray
+    reference: Optional[InceptionReference] = None
 
     @property
     def selections(self) -> list:
@@ -150,8 +161,9 @@ def _check(model, images) -> None:
 class _Accumulator:
     """Per-image metrics of one point, gathered batch by batch."""
 
-    def __init__(self, lpips: Optional[LpipsFn]):
+    def __init__(self, lpips: Optional[LpipsFn], reference: Optional[InceptionReference] = None):
         self.lpips_fn = lpips
+        self.inception = PointInception(reference) if reference is not None else None
         self.psnr, self.ssim, self.lpips, self.lengths = [], [], [], []
 
     def add(self, recon: torch.Tensor, images: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -161,6 +173,8 @@ class _Accumulator:
         self.ssim.append(ssim(recon, images.float()).cpu())
         if self.lpips_fn is not None:
             self.lpips.append(torch.as_tensor(self.lpips_fn(recon, images.float())).double().cpu().reshape(-1))
+        if self.inception is not None:
+            self.inception.add(recon)
         self.lengths.append(lengths.long().cpu())
         return p
 
@@ -168,10 +182,12 @@ class _Accumulator:
         lengths = torch.cat(self.lengths).numpy()
         bits = None if codebook_size is None else float(token_bits(lengths, codebook_size, num_allowed).mean())
         p = torch.cat(self.psnr).numpy()
+        rfid, score = self.inception.result() if self.inception is not None else (None, None)
         return RDPoint(method=method, label=label, kind=kind, tokens=float(lengths.mean()), bits=bits,
                        bpp=None if bits is None else bits / pixels, psnr=float(p.mean()),
                        ssim=float(torch.cat(self.ssim).mean()),
-                       lpips=float(torch.cat(self.lpips).mean()) if self.lpips else None,
+                       lpips=float(torch.cat(self.lpips).mean()) if self.lpips else None, rfid=rfid,
+                       inception_score=score,
                        psnr_per_image=[float(v) for v in p], lengths=[int(n) for n in lengths])
 
 
@@ -179,7 +195,7 @@ class _Accumulator:
 def rate_distortion(model: Tokenizer, images: torch.Tensor, *, method: Optional[str] = None,
                     lengths: Optional[Sequence[int]] = None, psnr_targets: Optional[Sequence[float]] = None,
                     lambdas: Optional[Sequence[float]] = None, lpips: Optional[LpipsFn] = None,
-                    batch_size: int = 8, seed: int = 0, preview: int = 6) -> TokenizerSweep:
+                    batch_size: int = 8, seed: int = 0, preview: int = 6, inception=None) -> TokenizerSweep:
     """Rate–distortion points of ``model`` on ``images`` (B x 3 x H x W in [0, 1], at the model's size).
 
     Fixed tokenizer: one ``fixed`` point. Adaptive: a ``length`` point at each of ``lengths``
@@ -187,12 +203,15 @@ def rate_distortion(model: Tokenizer, images: torch.Tensor, *, method: Optional[
     default targets: ``default_psnr_targets``) and, for a prefix tokenizer, per Lagrangian price
     (``select_lagrangian``; default: ``default_lambdas``). Pass empty sequences to skip selections.
     ``lpips``: a function (recon, images) -> per-image distance, e.g. ``functools.partial(
-    lpips_distance, load_lpips())``. ``seed`` seeds tokenizers with random choices (ALIT's Bernoulli
+    lpips_distance, load_lpips())``. ``inception``: the FID Inception (``adatok.eval.inception.
+    load_inception``) or an ``InceptionReference`` of ``images``: every point gains ``rfid`` and
+    ``inception_score`` (the inputs' statistics computed once, each point's streamed). ``seed`` seeds tokenizers with random choices (ALIT's Bernoulli
     halting), once per batch."""
     _check(model, images)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InputError(f"batch_size must be a positive int, got {batch_size!r}")
     method = method or type(model).__name__
+    reference = as_reference(inception, images, batch_size, "rate_distortion")
     pixels = model.image_size ** 2
     codebook = model.codebook_size
     device = next(model.parameters()).device
@@ -207,7 +226,7 @@ def rate_distortion(model: Tokenizer, images: torch.Tensor, *, method: Optional[
         return {"generator": torch.Generator(device).manual_seed(seed)}
 
     # 1. every image at each swept length (one point per length)
-    accs = [_Accumulator(lpips) for _ in swept]
+    accs = [_Accumulator(lpips, reference) for _ in swept]
     curves, prev_recon = [], []
     prev = images[:preview]
     for batch in _chunks(images, batch_size):
@@ -239,7 +258,7 @@ def rate_distortion(model: Tokenizer, images: torch.Tensor, *, method: Optional[
             raise InputError(f"lambdas: the Lagrangian selection needs a prefix tokenizer, {method} is "
                              f"{type(model).__name__}; drop --lambdas")
         for rule, value in rules:
-            acc = _Accumulator(lpips)
+            acc = _Accumulator(lpips, reference)
             for batch in _chunks(images, batch_size):
                 batch = batch.to(device)
                 sel = _select(model, batch, rule, value, generator())
@@ -249,7 +268,7 @@ def rate_distortion(model: Tokenizer, images: torch.Tensor, *, method: Optional[
                                     "selection", codebook, len(allowed), pixels))
     return TokenizerSweep(method=method, image_size=model.image_size, codebook_size=codebook,
                           allowed_lengths=allowed, lengths=tuple(swept), points=points, curves=curves,
-                          preview=to_uint8(prev), preview_recon=preview_recon)
+                          preview=to_uint8(prev), preview_recon=preview_recon, reference=reference)
 
 
 def _is_prefix(model) -> bool:

@@ -4,7 +4,7 @@ page (docs/rate_distortion.md).
 Files written into the report folder:
 
 * ``points.csv``: one row per point (``RDPoint.row``: method, label, kind, tokens, bits, bpp, psnr,
-  ssim, lpips, images);
+  ssim, lpips, rfid, inception_score, images; rFID / IS empty without an Inception);
 * ``report.json``: the points with their per-image values, the complexity statistics, the
   allocation checks and the protocol;
 * ``rd_psnr.png``: PSNR against bits per pixel (log axis), one line per method;
@@ -30,7 +30,8 @@ from PIL import Image
 __all__ = ["write_csv", "write_json", "plot_rate_distortion", "plot_length_complexity", "write_html",
            "write_report"]
 
-_ROW_KEYS = ("method", "label", "kind", "tokens", "bits", "bpp", "psnr", "ssim", "lpips", "images")
+_ROW_KEYS = ("method", "label", "kind", "tokens", "bits", "bpp", "psnr", "ssim", "lpips", "rfid", "inception_score",
+             "images")
 _CHOSEN = "#e6194b"  # the border of the chosen length in the image grid
 
 
@@ -215,10 +216,15 @@ def write_html(path, *, title: str, sweep, points: Sequence, rd_png, complexity_
         parts.append("<ul>" + "".join(f"<li>{html.escape(s)}</li>" for s in protocol) + "</ul>")
     parts.append("<h2>Rate–distortion points</h2>")
     rows = [[html.escape(p.method), html.escape(p.label), html.escape(p.kind), _fmt(p.tokens, 1), _fmt(p.bits, 1),
-             _fmt(p.bpp, 4), _fmt(p.psnr), _fmt(p.ssim, 3), _fmt(p.lpips, 3), str(len(p.psnr_per_image))]
-            for p in points]
+             _fmt(p.bpp, 4), _fmt(p.psnr), _fmt(p.ssim, 3), _fmt(p.lpips, 3), _fmt(p.rfid), _fmt(p.inception_score),
+             str(len(p.psnr_per_image))] for p in points]
     parts.append(_table(["method", "label", "kind", "tokens/image", "bits/image", "bits/pixel", "PSNR (dB)",
-                         "SSIM", "LPIPS", "images"], rows))
+                         "SSIM", "LPIPS", "rFID", "IS", "images"], rows))
+    if any(p.rfid is not None for p in points):
+        parts.append("<p class='note'>rFID / IS: each point's 8-bit reconstructions against the input images "
+                     f"({len(points[0].psnr_per_image)} here). On a few images rFID is biased high: compare points "
+                     "of this set only, not with published rFID (50,000 ImageNet validation images, "
+                     "docs/evaluation.md).</p>")
     parts.append(f'<img class="plot" alt="PSNR against bits per pixel" src="data:image/png;base64,{_file_b64(rd_png)}">')
     if correlations:
         parts.append("<h2>Chosen length against image complexity (Spearman)</h2>")
@@ -266,7 +272,8 @@ def write_report(folder, sweep, baselines: Sequence = (), *, complexity: Optiona
                "method": sweep.method, "image_size": sweep.image_size, "codebook_size": sweep.codebook_size,
                "allowed_lengths": list(sweep.allowed_lengths), "swept_lengths": list(sweep.lengths),
                "psnr_curves": sweep.curves.tolist(), "complexity": complexity, "correlations": correlations,
-               "allocation": allocation, "protocol": list(protocol)}),
+               "allocation": allocation, "protocol": list(protocol),
+               "inception_score_inputs": sweep.reference.inception_score if sweep.reference is not None else None}),
            "rd_plot": plot_rate_distortion(points, folder / "rd_psnr.png",
                                            f"{sweep.method}: PSNR against rate ({len(sweep.curves[0])} images, "
                                            f"{sweep.image_size} px)")}
