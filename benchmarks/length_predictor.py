@@ -47,7 +47,8 @@ from adatok.errors import AdatokError  # noqa: E402
 from adatok.eval.crops import heldout_crops  # noqa: E402
 from adatok.tokenizers.prefix import PrefixTiTok  # noqa: E402
 from adatok.tokenizers.prefix.lagrangian import per_image_psnr  # noqa: E402
-from adatok.tokenizers.prefix.model import criterion_errors, exhaustive_choice, fit_length_predictor, met_matrix  # noqa: E402
+from adatok.tokenizers.prefix.model import (  # noqa: E402
+    criterion_errors, exhaustive_choice, fit_length_predictor, met_matrix)
 
 
 def load_model(name: str) -> PrefixTiTok:
@@ -127,7 +128,8 @@ def evaluate(model: PrefixTiTok, images: torch.Tensor, psnr: torch.Tensor, thres
                 "tokens_chosen": float(chosen_len.float().mean()),
                 "shorter": float((pred < chosen).float().mean()), "longer": float((pred > chosen).float().mean()),
                 "psnr_predicted": float(p_pred.mean()), "psnr_chosen": float(p_chosen.mean()),
-                "met_predicted": float((p_pred >= t).float().mean()), "met_chosen": float((p_chosen >= t).float().mean()),
+                "met_predicted": float((p_pred >= t).float().mean()),
+                "met_chosen": float((p_chosen >= t).float().mean()),
                 "chosen_histogram": torch.bincount(chosen, minlength=len(allowed)).tolist(),
                 "predicted_histogram": torch.bincount(pred, minlength=len(allowed)).tolist(),
             })

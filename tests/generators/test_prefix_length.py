@@ -81,6 +81,7 @@ def test_length_aware_generator_on_prefix_tokens(photos, tmp_path):
         padded = torch.where(torch.arange(forced.ids.shape[1]) < short, forced.ids, 0)
         torch.testing.assert_close(forced.images, tok.decode_ids(padded, forced.lengths), atol=1e-5, rtol=0)
     # the CLI: the tokenizer named in the token file decodes, token counts per image written
-    assert main(["generate", "--generator", str(exported), "--n", "3", "--out", str(tmp_path / "s"), "--seed", "1"]) == 0
+    assert main(["generate", "--generator", str(exported), "--n", "3", "--out", str(tmp_path / "s"),
+                 "--seed", "1"]) == 0
     written = read_token_file(tmp_path / "s" / "tokens.safetensors")
     assert set(written.lengths.tolist()) <= set(lengths) and len(list((tmp_path / "s").glob("0*.png"))) == 3
