@@ -309,11 +309,60 @@ def write_cards(work: Path, pool: Path, report: dict, export_to: Path) -> None:
         print(f"wrote {target} ({sum(f.stat().st_size for f in target.iterdir()) / 1e6:.1f} MB)")
 
 
+RD_HEADING = "## Rate–distortion (held-out)"
+
+
+def rate_distortion_section(folder: Path, pool: Path) -> str:
+    """The card's rate–distortion table on the held-out crops (docs/rate_distortion.md's protocol):
+    every length (or the one fixed length) and the per-image selections, with bits per image
+    (tokens x log2 codebook, + log2 of the number of lengths for a per-image choice), bits per pixel,
+    PSNR / SSIM of the 8-bit reconstructions, and an RGB thumbnail of the same bytes."""
+    import adatok
+    from adatok.eval.baselines import baseline_points, thumbnail_side
+    from adatok.eval.crops import heldout_crops
+    from adatok.eval.rate_distortion import rate_distortion
+
+    name = folder.name
+    model = adatok.load(folder)
+    images, names = heldout_crops(pool / "heldout", model.image_size)
+    targets = (20.0, 22.0, 24.0)
+    prefix = type(model).__name__ == "PrefixTiTok"
+    sweep = rate_distortion(model, images, method=name, psnr_targets=targets,
+                            lambdas=(0.05, 0.1, 0.15) if prefix else None, preview=0)
+    thumbs = {p.bytes_per_image[0]: p.psnr for p in baseline_points(images, [q.bits / 8 for q in sweep.points], (), ())}
+    rows = []
+    for q in sweep.points:
+        side = thumbnail_side(q.bits / 8)
+        thumb = f"{thumbs[3 * side * side]:.2f} ({side}x{side})" if side else "–"
+        rows.append(f"| {q.label} | {q.tokens:.1f} | {q.bits:.0f} | {q.bpp:.4f} | {q.psnr:.2f} | {q.ssim:.3f} | {thumb} |")
+    return (f"{RD_HEADING}\n\n`adatok.eval.rate_distortion` on the {len(images)} held-out crops of "
+            f"{len({n.split('@')[0] for n in names})} photos ({model.image_size} px). Bits = tokens x log2({model.codebook_size}), "
+            "plus log2 of the number of allowed lengths for a per-image choice; the thumbnail is the "
+            "largest square RGB image of at most the same bytes (area down, bicubic up; "
+            "`adatok.eval.baselines`). This is the multi-scale crop set of README and "
+            "`benchmarks/adaptive_heldout.py`; a table above measured on one center crop per photo is not "
+            "comparable with it.\n\n| point | tokens | bits/image | bits/pixel | PSNR (dB) | SSIM | "
+            "same-bytes thumbnail PSNR |\n|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
+
+
+def update_rate_distortion_cards(pool: Path, export_to: Path) -> None:
+    """Write (or replace) the rate–distortion section of every shipped card in ``export_to``."""
+    for name in NAMES.values():
+        card = export_to / name / "MODEL_CARD.md"
+        if not card.exists():
+            continue
+        text = card.read_text()
+        text = text.split(RD_HEADING)[0].rstrip("\n") + "\n\n" + rate_distortion_section(card.parent, pool)
+        card.write_text(text)
+        print(f"wrote the rate–distortion table of {card}", flush=True)
+
+
 def finalize(work: Path, pool: Path, export_to: Path, stages: list[str]) -> None:
     report = evaluate(work, pool, stages)
     (work / "report.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
     write_cards(work, pool, report, export_to)
+    update_rate_distortion_cards(pool, export_to)
 
 
 def main() -> int:
@@ -326,6 +375,8 @@ def main() -> int:
     p.add_argument("--stages", nargs="*", choices=list(RUNS), help="train only these (default: all; ALIT needs "
                    "the VQGAN's export in WORK)")
     p.add_argument("--no-finalize", action="store_true", help="train only: no evaluation, no export into the package")
+    p.add_argument("--rd-cards", action="store_true", help="only (re)write the rate–distortion tables of the cards "
+                   "in --export-to, on the held-out crops of --hires-pool (or --pool); nothing is trained")
     p.add_argument("--export-to", type=Path, default=WEIGHTS, help="where the models and cards go (default: the "
                    "package's adatok/weights/, which adatok.load('titok_default') reads)")
     runs = [r for stage_runs in RUNS.values() for r in stage_runs]
@@ -334,6 +385,9 @@ def main() -> int:
                        help=f"overrides for configs/defaults/{run}.yaml, e.g. train.steps=20000 train.precision=auto")
     args = p.parse_args()
     extra = {run: getattr(args, run) for run in runs}
+    if args.rd_cards:
+        update_rate_distortion_cards(args.hires_pool or args.pool, args.export_to)
+        return 0
     args.work.mkdir(parents=True, exist_ok=True)
     stages = args.stages or list(RUNS)
     pools = {"main": args.pool, "hires": args.hires_pool}

@@ -47,6 +47,9 @@ def test_train_defaults_trains_evaluates_and_exports_where_told(photos, tmp_path
     for name in ("maskgit_vqgan_default", "titok_default", "alit_default", "titok_prefix_default"):
         card = (export / name / "MODEL_CARD.md").read_text()
         assert "| PSNR (dB) |" in card and "On crops of its training photos" in card and "42 held-out images" in card
+        rd = card.split("## Rate–distortion (held-out)")[1]  # bits, bits/pixel and the same-bytes thumbnail
+        assert "on the 42 held-out crops of 2 photos" in rd and "| same-bytes thumbnail PSNR |" in rd
+        assert rd.count("\n| ") >= 2
         assert adatok.load(export / name).config.__class__ is adatok.get_config(name).__class__
     card = (export / "alit_default" / "MODEL_CARD.md").read_text()
     # each run's steps and batch come from its log and its recorded run.yaml, not the recipe's 2000 at 96
