@@ -94,6 +94,7 @@ def print_report(name: str, r: dict) -> None:
           f"{best3['rule']} (rho {best3['spearman_png']:.2f}, its gain vs fixed {best3['vs_fixed_db']:+.2f} dB)")
 
 
+@torch.no_grad()  # restores the caller's grad mode (the tests call main in-process)
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--heldout", type=Path, required=True, help="the held-out photos (POOL/heldout)")
@@ -103,7 +104,6 @@ def main() -> int:
     p.add_argument("--json", type=Path, help="also write the numbers here")
     p.add_argument("--max-images", type=int, help="only the first N crops (a quick look; the targets need all)")
     args = p.parse_args()
-    torch.set_grad_enabled(False)
     report = {}
     titok = adatok.load(args.titok)
     images, names = heldout_crops(args.heldout, titok.image_size)

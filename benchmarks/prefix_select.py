@@ -54,6 +54,7 @@ def exhaustive(model, x: torch.Tensor, target: float) -> tuple[torch.Tensor, tor
     return torch.tensor(model.allowed_lengths)[exhaustive_choice(errors, met)], met, errors
 
 
+@torch.no_grad()  # restores the caller's grad mode (the tests call main in-process)
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="titok_prefix_default")
@@ -68,7 +69,6 @@ def main(argv=None) -> int:
     p.add_argument("--json")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    torch.set_grad_enabled(False)
     model = adatok.load(args.model).eval()
     x = images_for(args, model.image_size)
     sel = model.select(x, "psnr", args.target, return_images=False)

@@ -15,3 +15,12 @@ def test_prefix_select_benchmark_runs_and_checks_the_answer(tmp_path, capsys):
     assert report["batch"] == 6 and report["same_as_exhaustive_where_monotone"]
     assert report["differ"] <= report["non_monotone"]
     assert all(t["median_s"] > 0 for t in report["timings"].values())
+
+
+def test_benchmark_mains_leave_grad_mode_on():
+    import torch
+
+    import prefix_select
+
+    prefix_select.main(["--batch", "2", "--rounds", "1"])
+    assert torch.is_grad_enabled()
