@@ -27,6 +27,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -312,7 +313,7 @@ def write_cards(work: Path, pool: Path, report: dict, export_to: Path) -> None:
 RD_HEADING = "## Rate–distortion (held-out)"
 
 
-def rate_distortion_section(folder: Path, pool: Path) -> str:
+def rate_distortion_section(folder: Path, pool: Path, max_images: Optional[int] = None) -> str:
     """The card's rate–distortion table on the held-out crops (docs/rate_distortion.md's protocol):
     every length (or the one fixed length) and the per-image selections, with bits per image
     (tokens x log2 codebook, + log2 of the number of lengths for a per-image choice), bits per pixel,
@@ -325,6 +326,7 @@ def rate_distortion_section(folder: Path, pool: Path) -> str:
     name = folder.name
     model = adatok.load(folder)
     images, names = heldout_crops(pool / "heldout", model.image_size)
+    images, names = images[:max_images], names[:max_images]  # max_images: quick runs (tests) only
     targets = (20.0, 22.0, 24.0)
     prefix = type(model).__name__ == "PrefixTiTok"
     sweep = rate_distortion(model, images, method=name, psnr_targets=targets,
@@ -345,24 +347,24 @@ def rate_distortion_section(folder: Path, pool: Path) -> str:
             "same-bytes thumbnail PSNR |\n|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
 
 
-def update_rate_distortion_cards(pool: Path, export_to: Path) -> None:
+def update_rate_distortion_cards(pool: Path, export_to: Path, max_images: Optional[int] = None) -> None:
     """Write (or replace) the rate–distortion section of every shipped card in ``export_to``."""
     for name in NAMES.values():
         card = export_to / name / "MODEL_CARD.md"
         if not card.exists():
             continue
         text = card.read_text()
-        text = text.split(RD_HEADING)[0].rstrip("\n") + "\n\n" + rate_distortion_section(card.parent, pool)
+        text = text.split(RD_HEADING)[0].rstrip("\n") + "\n\n" + rate_distortion_section(card.parent, pool, max_images)
         card.write_text(text)
         print(f"wrote the rate–distortion table of {card}", flush=True)
 
 
-def finalize(work: Path, pool: Path, export_to: Path, stages: list[str]) -> None:
+def finalize(work: Path, pool: Path, export_to: Path, stages: list[str], rd_max_images: Optional[int] = None) -> None:
     report = evaluate(work, pool, stages)
     (work / "report.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
     write_cards(work, pool, report, export_to)
-    update_rate_distortion_cards(pool, export_to)
+    update_rate_distortion_cards(pool, export_to, rd_max_images)
 
 
 def main() -> int:
@@ -377,6 +379,8 @@ def main() -> int:
     p.add_argument("--no-finalize", action="store_true", help="train only: no evaluation, no export into the package")
     p.add_argument("--rd-cards", action="store_true", help="only (re)write the rate–distortion tables of the cards "
                    "in --export-to, on the held-out crops of --hires-pool (or --pool); nothing is trained")
+    p.add_argument("--rd-max-images", type=int, help="the rate–distortion tables on the first N held-out crops only "
+                   "(quick runs; the shipped cards use all)")
     p.add_argument("--export-to", type=Path, default=WEIGHTS, help="where the models and cards go (default: the "
                    "package's adatok/weights/, which adatok.load('titok_default') reads)")
     runs = [r for stage_runs in RUNS.values() for r in stage_runs]
@@ -386,7 +390,7 @@ def main() -> int:
     args = p.parse_args()
     extra = {run: getattr(args, run) for run in runs}
     if args.rd_cards:
-        update_rate_distortion_cards(args.hires_pool or args.pool, args.export_to)
+        update_rate_distortion_cards(args.hires_pool or args.pool, args.export_to, args.rd_max_images)
         return 0
     args.work.mkdir(parents=True, exist_ok=True)
     stages = args.stages or list(RUNS)
@@ -397,7 +401,7 @@ def main() -> int:
     if "prefix" in stages:
         run_stages(["prefix"], args.work, pools, False, extra)
     if not args.no_finalize:
-        finalize(args.work, args.hires_pool or args.pool, args.export_to, stages)
+        finalize(args.work, args.hires_pool or args.pool, args.export_to, stages, args.rd_max_images)
     return 0
 
 

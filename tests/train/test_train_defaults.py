@@ -29,7 +29,7 @@ def test_train_defaults_trains_evaluates_and_exports_where_told(photos, tmp_path
     shipped = digest(adatok.hub.BUNDLED_DIR)
     work, export = tmp_path / "work", tmp_path / "export"
     cmd = [sys.executable, str(ROOT / "scripts" / "train_defaults.py"), "--pool", str(pool), "--hires-pool", str(pool),
-           "--work", str(work), "--export-to", str(export)]
+           "--work", str(work), "--export-to", str(export), "--rd-max-images", "6"]
     for run in ("vqgan", "titok", "alit", "alit_finetune", "titok_prefix"):
         cmd += [f"--{run}", *TOY]
     env = dict(os.environ, PYTHONPATH=SRC, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
@@ -48,7 +48,7 @@ def test_train_defaults_trains_evaluates_and_exports_where_told(photos, tmp_path
         card = (export / name / "MODEL_CARD.md").read_text()
         assert "| PSNR (dB) |" in card and "On crops of its training photos" in card and "42 held-out images" in card
         rd = card.split("## Rate–distortion (held-out)")[1]  # bits, bits/pixel and the same-bytes thumbnail
-        assert "on the 42 held-out crops of 2 photos" in rd and "| same-bytes thumbnail PSNR |" in rd
+        assert "on the 6 held-out crops of 1 photos" in rd and "| same-bytes thumbnail PSNR |" in rd
         assert rd.count("\n| ") >= 2
         assert adatok.load(export / name).config.__class__ is adatok.get_config(name).__class__
     card = (export / "alit_default" / "MODEL_CARD.md").read_text()
