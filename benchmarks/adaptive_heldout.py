@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 import adatok
-from adatok.eval.baselines import baseline_points, thumbnail_side
+from adatok.eval.baselines import same_bytes_thumbnails
 from adatok.eval.complexity import allocation_check, image_complexity, length_complexity
 from adatok.eval.crops import heldout_crops
 from adatok.eval.rate_distortion import rate_distortion
@@ -50,12 +50,8 @@ def adaptive_report(name: str, model, images, complexity) -> dict:
     means = sweep.curves.mean(axis=1)
     out = {"lengths": lengths, "psnr": [float(m) for m in means],
            "strictly_increasing": bool(np.all(np.diff(means) > 0)), "selections": []}
-    thumbs = {p.bytes_per_image[0]: p.psnr for p in baseline_points(
-        images, [float(b) / 8 for b in np.asarray(lengths) * np.log2(model.codebook_size)], (), ())}
-    out["thumbnail_margin_db"] = []
-    for n, m in zip(lengths, means):
-        side = thumbnail_side(n * np.log2(model.codebook_size) / 8)
-        out["thumbnail_margin_db"].append(float(m - thumbs[3 * side * side]))
+    budgets = [float(n * np.log2(model.codebook_size) / 8) for n in lengths]
+    out["thumbnail_margin_db"] = [float(m - thumb) for m, (_, thumb) in zip(means, same_bytes_thumbnails(images, budgets))]
     for point in sweep.selections:
         alloc = allocation_check(sweep.curves, lengths, point.lengths)
         fixed_tokens = tokens_for_psnr(lengths, means, alloc["chosen_psnr"])

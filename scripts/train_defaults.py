@@ -319,7 +319,7 @@ def rate_distortion_section(folder: Path, pool: Path, max_images: Optional[int] 
     (tokens x log2 codebook, + log2 of the number of lengths for a per-image choice), bits per pixel,
     PSNR / SSIM of the 8-bit reconstructions, and an RGB thumbnail of the same bytes."""
     import adatok
-    from adatok.eval.baselines import baseline_points, thumbnail_side
+    from adatok.eval.baselines import same_bytes_thumbnails
     from adatok.eval.crops import heldout_crops
     from adatok.eval.rate_distortion import rate_distortion
 
@@ -331,11 +331,10 @@ def rate_distortion_section(folder: Path, pool: Path, max_images: Optional[int] 
     prefix = type(model).__name__ == "PrefixTiTok"
     sweep = rate_distortion(model, images, method=name, psnr_targets=targets,
                             lambdas=(0.05, 0.1, 0.15) if prefix else None, preview=0)
-    thumbs = {p.bytes_per_image[0]: p.psnr for p in baseline_points(images, [q.bits / 8 for q in sweep.points], (), ())}
+    thumbs = same_bytes_thumbnails(images, [q.bits / 8 for q in sweep.points])
     rows = []
-    for q in sweep.points:
-        side = thumbnail_side(q.bits / 8)
-        thumb = f"{thumbs[3 * side * side]:.2f} ({side}x{side})" if side else "–"
+    for q, (side, thumb_psnr) in zip(sweep.points, thumbs):
+        thumb = f"{thumb_psnr:.2f} ({side}x{side})" if side else "–"
         rows.append(f"| {q.label} | {q.tokens:.1f} | {q.bits:.0f} | {q.bpp:.4f} | {q.psnr:.2f} | {q.ssim:.3f} | {thumb} |")
     return (f"{RD_HEADING}\n\n`adatok.eval.rate_distortion` on the {len(images)} held-out crops of "
             f"{len({n.split('@')[0] for n in names})} photos ({model.image_size} px). Bits = tokens x log2({model.codebook_size}), "

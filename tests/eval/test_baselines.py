@@ -56,3 +56,16 @@ def test_budgets_too_small_for_one_pixel_are_dropped(images):
     assert points == []
     with pytest.raises(InputError, match="B x 3 x H x W"):
         baseline_points(torch.rand(3, 8, 8))
+
+
+def test_same_bytes_thumbnails_look_up_the_thumbnail_point_of_each_budget():
+    from adatok.eval.baselines import baseline_points, same_bytes_thumbnails, thumbnail_side
+
+    torch.manual_seed(0)
+    images = torch.rand(3, 3, 32, 32)
+    budgets = [2.0, 10.0, 12.0, 80.0]  # below one pixel, 1x1, 2x2 (12 bytes), 5x5
+    got = same_bytes_thumbnails(images, budgets)
+    assert [side for side, _ in got] == [thumbnail_side(b) for b in budgets] == [0, 1, 2, 5]
+    assert got[0][1] is None
+    points = {p.label: p.psnr for p in baseline_points(images, budgets, (), ())}
+    assert [psnr for _, psnr in got[1:]] == [points["1x1 px"], points["2x2 px"], points["5x5 px"]]

@@ -44,6 +44,14 @@ def thumbnail_side(budget_bytes: float) -> int:
     return side
 
 
+def same_bytes_thumbnails(images: torch.Tensor, budgets_bytes: Sequence[float]) -> list:
+    """For each byte budget, ``(side, PSNR)`` of the thumbnail baseline that fits it (``(0, None)`` below
+    one pixel): ``baseline_points``' thumbnails, each side measured once, looked up per budget."""
+    psnr_of_side = {int(round(math.sqrt(p.bytes_per_image[0] / 3))): p.psnr
+                    for p in baseline_points(images, budgets_bytes, (), ())}
+    return [(side, psnr_of_side.get(side)) for side in (thumbnail_side(b) for b in budgets_bytes)]
+
+
 def thumbnail(image: np.ndarray, side: int) -> np.ndarray:
     """``H x W x 3`` uint8 -> the same size after an area downsample to ``side x side`` (uint8) and a
     bicubic upsample back."""
