@@ -26,14 +26,12 @@ except ImportError:
     sys.path.insert(0, str(_HERE.parent / "src"))
 
 import torch  # noqa: E402
-from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
 import adatok.reduction as R  # noqa: E402
 from common import (cpu_busy_fraction, environment, fmt, format_table, interleave, ratio_text,  # noqa: E402
                     warn_if_busy, write_json)
-from reduction_profile import GROUPS, group_of  # noqa: E402
+from op_profile import breakdown, group_table  # noqa: E402
 
-OTHER = "other (norms, GELU, adds, copies, dispatch)"
 VARIANTS = {
     "timm (stock)": None,
     "ToMe r=13": ("tome", {"r": 13}),
@@ -54,39 +52,6 @@ def build(model_name: str) -> dict:
             R.apply(m, spec[0], **spec[1])
         models[name] = m
     return models
-
-
-def breakdown(models: dict, x, calls: int, top: int, rounds: int = 4) -> dict:
-    """Self-CPU ms per forward of every model, per op (the ``top`` largest) and per group. Profiled in
-    ``rounds`` interleaved chunks (A B C, C B A, ...) of ``calls / rounds`` forwards, so that background
-    load hits all models alike (as in the timing protocol)."""
-    from common import round_order
-
-    per_call = max(1, calls // rounds)
-    sums: dict = {name: {} for name in models}
-    with torch.inference_mode():
-        for m in models.values():
-            m(x)
-        for k in range(rounds):
-            for name in round_order(list(models), k):
-                with profile(activities=[ProfilerActivity.CPU]) as prof:
-                    for _ in range(per_call):
-                        models[name](x)
-                for e in prof.key_averages():
-                    ms, count = sums[name].get(e.key, (0.0, 0))
-                    sums[name][e.key] = (ms + e.self_cpu_time_total / 1e3, count + e.count)
-    n = per_call * rounds
-    out = {}
-    for name, events in sums.items():
-        ranked = sorted(events.items(), key=lambda kv: kv[1][0], reverse=True)
-        groups: dict = {}
-        for key, (ms, _) in ranked:
-            groups[group_of(key)] = groups.get(group_of(key), 0.0) + ms / n
-        out[name] = {"total_ms": sum(ms for ms, _ in events.values()) / n, "groups": groups,
-                     "top": [{"op": key, "group": group_of(key), "ms": ms / n, "calls": c / n}
-                             for key, (ms, c) in ranked[:top]],
-                     "ops_per_forward": sum(c for _, c in events.values()) / n, "forwards": n}
-    return out
 
 
 def main(argv=None) -> int:
@@ -134,16 +99,11 @@ def main(argv=None) -> int:
         print(f"\nbatch {b}: ms per image (median over {len(ref.wall)} interleaved rounds), speed-up vs stock timm")
         print(format_table(["variant", "ms/image", "range", "speed-up", "tokens out"], rows))
     x1 = torch.rand(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
-    groups = [*GROUPS, OTHER]
-    grows = []
     results["breakdown"] = breakdown(models, x1, args.profile_calls, args.top)
-    for name, r in results["breakdown"].items():
-        grows.append([name, f"{r['total_ms']:.1f}",
-                      *[f"{r['groups'].get(g, 0.0):.2f} ({100 * r['groups'].get(g, 0.0) / r['total_ms']:.0f}%)"
-                        for g in groups], f"{r['ops_per_forward']:.0f}"])
+    headers, grows = group_table(results["breakdown"])
     print(f"\nbatch 1, self-CPU ms per forward by group (torch.profiler, {args.profile_calls} forwards each, "
           "in 4 interleaved chunks)")
-    print(format_table(["variant", "total", *groups, "ops/forward"], grows))
+    print(format_table(headers, grows))
     for name, r in results["breakdown"].items():
         print(f"\nbatch 1, {name}: top ops by self-CPU time")
         print(format_table(["op", "group", "ms/forward", "calls/forward"],
