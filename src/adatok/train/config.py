@@ -59,6 +59,9 @@ class TrainConfig:
     nan_policy: str = "skip"  # skip the step (and stop after max_nan_skips in a row) | stop
     max_nan_skips: int = 10
     tensorboard: bool = True
+    eval_every: int = 0  # held-out PSNR every N steps (0 = off): the crops of adatok.eval.crops of data.heldout
+    eval_images: int = 0  # evaluate the first N of those crops (0 = all)
+    keep_best: bool = False  # with eval_every: export the model of the best held-out PSNR to OUT/best
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,8 @@ _RANGES = {
     "train.sample_every": (lambda v: v >= 0, ">= 0 (0 = no sample grids)"),
     "train.nan_policy": (lambda v: v in ("skip", "stop"), "skip|stop"),
     "train.max_nan_skips": _NON_NEGATIVE,
+    "train.eval_every": (lambda v: v >= 0, ">= 0 (0 = no held-out evaluation)"),
+    "train.eval_images": (lambda v: v >= 0, ">= 0 (0 = every held-out crop)"),
 }
 _SECTIONS = {"data": DataConfig, "optim": OptimConfig, "disc_optim": OptimConfig, "train": TrainConfig}
 
@@ -136,6 +141,11 @@ def validate(cfg: "RunConfig") -> None:
                 if not test(value):
                     raise ConfigError(f"{name}.{field_name} must be {want}, got {value!r}")
     _check_fields(cfg, "", skip=set(_SECTIONS))
+    if cfg.train.eval_every and not cfg.data.heldout:
+        raise ConfigError("train.eval_every needs held-out images: data.heldout=FOLDER (photos the run does not "
+                          "train on; their multi-scale crops are evaluated)")
+    if cfg.train.keep_best and not cfg.train.eval_every:
+        raise ConfigError("train.keep_best keeps the model of the best held-out PSNR: set train.eval_every too")
 
 
 def dataclass_fields(cls) -> list[str]:

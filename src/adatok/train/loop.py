@@ -2,7 +2,8 @@
 
 Same command on 1 or N processes (``torchrun``): DDP with gloo on CPU / nccl on GPU, bf16
 autocast on GPU, gradient accumulation and clipping, EMA, warm-up + cosine schedule, NaN guard,
-CSV/TensorBoard logs, sample grids, atomic checkpoints every ``ckpt_every`` steps and at the end,
+CSV/TensorBoard logs, sample grids, held-out PSNR every ``eval_every`` steps (``keep_best``: the best
+model in OUT/best), atomic checkpoints every ``ckpt_every`` steps and at the end,
 and ``resume=True`` continuing exactly (model, EMA, optimizers, schedulers, scaler, RNG states of
 every rank, and the data position).
 """
@@ -10,7 +11,9 @@ every rank, and the data position).
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import math
 import time
 from pathlib import Path
 
@@ -18,7 +21,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from ..errors import AdatokError
+from ..errors import AdatokError, ConfigError
 from . import distributed as D
 from ..atomic import atomic_write_bytes
 from .checkpoint import atomic_save, load_checkpoint, rng_state, set_rng_state
@@ -64,6 +67,9 @@ class Trainer:
         self.ckpt_path = self.out / "checkpoints" / "latest.pt"
         torch.manual_seed(cfg.train.seed)  # same initial weights on every rank
         self.task = get_task(cfg.task)(cfg, info.device)
+        if cfg.train.eval_every and not self.task.reconstructs:
+            raise ConfigError(f"train.eval_every: task {cfg.task} does not reconstruct images (the held-out PSNR is "
+                              "for tokenizer tasks); set train.eval_every=0")
         self.raw = self.task.trainable()
         self.modules = {k: self._wrap(m) for k, m in self.raw.items()}
         self.optimizers = self.task.optimizers()
@@ -75,6 +81,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(info.device.type, enabled=self.dtype == torch.float16)
         self.ema = EMA(self.raw["model"], cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
         self.step, self.position, self.nan_skips = 0, 0, 0
+        self.best = None  # {"step", "heldout_psnr"} of the best held-out evaluation so far (keep_best)
 
     def _wrap(self, module: nn.Module) -> nn.Module:
         module.to(self.info.device)
@@ -96,6 +103,7 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "world_size": self.info.world_size,
             "config": self.cfg.to_dict(),
+            "best": self.best,
         }
 
     def save_checkpoint(self) -> None:
@@ -132,6 +140,7 @@ class Trainer:
             s.load_state_dict(state["schedulers"][k])
         self.scaler.load_state_dict(state["scaler"])
         self.step, self.position, self.nan_skips = state["step"], state["position"], state["nan_skips"]
+        self.best = state.get("best")
         set_rng_state(state["rng"][self.info.rank])
 
     # ------------------------------------------------------------------ loop
@@ -152,6 +161,7 @@ class Trainer:
             logger.truncate_after(self.step)
         loader = build_loader(cfg, self.task.labelled, info, start=self.position, transform=self.task.transform)
         eval_images = build_eval_images(cfg, self.task.labelled) if info.is_main else None
+        heldout = self.heldout_images() if info.is_main and cfg.train.eval_every else None
         # Starting a DataLoader iterator draws its base seed from the global RNG: keep that draw
         # out of the training stream, or a resumed run would consume one more number than an
         # uninterrupted one (tasks that sample in the step, e.g. ALIT's halting, would diverge).
@@ -166,13 +176,21 @@ class Trainer:
                 self.step += 1
                 window_images += cfg.train.batch_size * cfg.train.grad_accum * info.world_size
                 bar.update(1)
+                evaluated = {}
+                if heldout is not None and (self.step % cfg.train.eval_every == 0 or self.step == cfg.train.steps):
+                    t0 = time.perf_counter()
+                    evaluated = self.evaluate_heldout(heldout)
+                    window_start += time.perf_counter() - t0  # not training time (images_per_s)
                 if self.step % cfg.train.log_every == 0 or self.step == cfg.train.steps:
                     elapsed = time.perf_counter() - window_start
                     logs["images_per_s"] = window_images / max(elapsed, 1e-9)
                     logs["lr"] = self.schedulers["model"].get_last_lr()[0]
-                    logger.write(self.step, logs)
-                    bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items() if k.startswith("loss")})
+                    logger.write(self.step, {**logs, **evaluated})
+                    bar.set_postfix({k: f"{v:.4g}" for k, v in {**logs, **evaluated}.items()
+                                     if k.startswith(("loss", "heldout"))})
                     window_start, window_images = time.perf_counter(), 0
+                elif evaluated:
+                    logger.write(self.step, evaluated)
                 if info.is_main and cfg.train.sample_every and self.step % cfg.train.sample_every == 0:
                     self.write_samples(eval_images)
                 if self.step % cfg.train.ckpt_every == 0 or self.step == cfg.train.steps:
@@ -259,6 +277,40 @@ class Trainer:
         path.parent.mkdir(parents=True, exist_ok=True)
         save_image(grid, path)
 
+    def heldout_images(self) -> torch.Tensor:
+        """The held-out evaluation set: the multi-scale crops of ``data.heldout`` (adatok.eval.crops, the
+        protocol of the model cards) at the training size, the first ``train.eval_images`` of them."""
+        from ..eval.crops import heldout_crops
+
+        images, _ = heldout_crops(self.cfg.data.heldout, self.cfg.data.image_size)
+        return images[: self.cfg.train.eval_images or None]
+
+    def evaluate_heldout(self, images: torch.Tensor, batch_size: int = 64) -> dict:
+        """Mean PSNR (dB) of the (EMA) model's reconstructions of ``images``, rounded to 8 bits as saved
+        images are; for adaptive tokenizers at their longest length (the last row of the task's sample
+        grid). Leaves every RNG and the model's mode as they were (an evaluated run resumes exactly);
+        with ``train.keep_best`` a new best is exported to OUT/best."""
+        from ..eval.metrics import psnr
+
+        model = self.ema.model if self.ema else self.raw["model"]
+        was_training = model.training
+        model.eval()
+        devices = [self.info.device] if self.info.device.type == "cuda" else []
+        values = []
+        with torch.random.fork_rng(devices=devices), torch.no_grad(), torch.autocast(
+                self.info.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None):
+            for chunk in images.split(batch_size):
+                chunk = chunk.to(self.info.device)
+                recon = self.task.samples(chunk, model)[-1].float().clamp(0, 1)
+                values.append(psnr((recon * 255).round() / 255, chunk.float()).cpu())
+        model.train(was_training)
+        value = float(torch.cat(values).mean())
+        if self.cfg.train.keep_best and math.isfinite(value) and (self.best is None or value > self.best["heldout_psnr"]):
+            self.best = {"step": self.step, "heldout_psnr": value, "heldout_images": len(images)}
+            self.task.save_export(model, self.out / "best")
+            atomic_write_bytes(self.out / "best" / "best.json", (json.dumps(self.best, indent=2) + "\n").encode())
+        return {"heldout_psnr": value}
+
     def export(self) -> Path:
         """Save the final (EMA) model in our format: ``OUT/model``."""
         path = self.out / "model"
@@ -273,6 +325,7 @@ class Trainer:
 #: trained (more steps extend the schedule; the rest is logging and I/O).
 RESUME_FREE = frozenset({
     "out", "train.steps", "train.log_every", "train.ckpt_every", "train.sample_every", "train.tensorboard",
+    "train.eval_every", "train.eval_images", "train.keep_best",
     "train.max_nan_skips", "train.nan_policy", "data.workers", "data.cache", "data.heldout", "data.num_samples",
 })
 

@@ -66,6 +66,7 @@ def _adopt_base(task, run) -> None:
 
 @register_task
 class ALITStage1(Task):
+    reconstructs = True
     name = "alit_stage1"
     options_cls = ALITStage1Options
 

@@ -48,6 +48,7 @@ class Task:
     labelled = False  # needs class labels from the data
     transform = None  # the training images' transform, when the task has its own (else from data.*)
     options_cls: type = None  # a dataclass of the task's options (loss weights, ...)
+    reconstructs = False  # the last row of ``samples`` reconstructs its input images (train.eval_every)
 
     def __init__(self, run: RunConfig, device: torch.device):
         self.run = run

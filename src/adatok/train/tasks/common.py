@@ -110,6 +110,7 @@ class PixelTask(Task):
     Subclasses say which model class they train (``model_cls``), what they freeze (``prepare``)
     and whether the quantizer's loss counts (``quantizer_term``)."""
 
+    reconstructs = True
     options_cls = PixelLossOptions
     model_cls: type = nn.Module
     quantizer_term = True

@@ -30,6 +30,7 @@ class Stage1Options:
 
 @register_task
 class TiTokStage1(Task):
+    reconstructs = True
     name = "titok_stage1"
     options_cls = Stage1Options
 
