@@ -1,4 +1,4 @@
-"""scripts/train_defaults.py end to end at toy length: the five default runs, evaluation, export, cards."""
+"""scripts/train_defaults.py end to end at toy length: the six default runs, evaluation, export, cards."""
 
 import hashlib
 import json
@@ -30,7 +30,7 @@ def test_train_defaults_trains_evaluates_and_exports_where_told(photos, tmp_path
     work, export = tmp_path / "work", tmp_path / "export"
     cmd = [sys.executable, str(ROOT / "scripts" / "train_defaults.py"), "--pool", str(pool), "--hires-pool", str(pool),
            "--work", str(work), "--export-to", str(export), "--rd-max-images", "6"]
-    for run in ("vqgan", "titok", "alit", "alit_finetune", "titok_prefix"):
+    for run in ("vqgan", "vqgan_hires", "titok", "alit", "alit_finetune", "titok_prefix"):
         cmd += [f"--{run}", *TOY]
     env = dict(os.environ, PYTHONPATH=SRC, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
@@ -55,9 +55,15 @@ def test_train_defaults_trains_evaluates_and_exports_where_told(photos, tmp_path
     # each run's steps and batch come from its log and its recorded run.yaml, not the recipe's 2000 at 96
     assert "`alit` 2 steps at batch 4" in card and "`alit_finetune` 2 steps at batch 4" in card
     assert adatok.load(export / "alit_default").config.halting == "threshold"
-    # the ALIT runs trained on the VQGAN run's codes: its base is that VQGAN (stage 1 freezes it)
+    # the VQGAN's second run continues its first (on the high-resolution pool); the card lists both
+    card = (export / "maskgit_vqgan_default" / "MODEL_CARD.md").read_text()
+    assert "`vqgan` 2 steps at batch 4" in card and "`vqgan_hires` 2 steps at batch 4" in card
+    assert "configs/defaults/vqgan.yaml, then configs/defaults/vqgan_hires.yaml" in card
+    # the ALIT runs trained on the shipped VQGAN's codes (its last run): its base is that VQGAN (stage 1 freezes it)
     from safetensors.torch import load_file
 
-    vq = load_file(str(work / "vqgan" / "model" / "model.safetensors"))
+    vq = load_file(str(work / "vqgan_hires" / "model" / "model.safetensors"))
+    first = load_file(str(work / "vqgan" / "model" / "model.safetensors"))
+    assert any((first[k] != v).any() for k, v in vq.items())  # it trained on from the first run's weights
     stage1 = load_file(str(work / "alit" / "model" / "model.safetensors"))
     assert all((stage1[f"base.{k}"] == v).all() for k, v in vq.items())
