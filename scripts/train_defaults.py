@@ -17,8 +17,10 @@ The VQGAN's second run, TiTok and ALIT train on 64 px crops of 5-100% of each ph
 wheels installed). Then evaluation (PSNR / SSIM per token count on the held-out crop set of the pool
 evaluated: 21 crops a held-out photo at scales 1, 1/2, 1/4, adatok/eval/crops.py) and the model cards.
 Stages 2 and 3 run one after the other (``--parallel`` runs them together); ``--stages`` trains only
-some and ``--no-finalize`` skips the evaluation and export. The recipes train in bf16 on a GPU (the
-shipped ones ran on one H100: 4-9 min each) and in fp32 on a CPU (far slower: hours at these batches).
+some and ``--no-finalize`` skips the evaluation and export. The recipes train in bf16 on a GPU (most
+shipped runs ran on one H100: 4-9 min each) and in fp32 on a CPU (far slower: the VQGAN's second run took
+76 min, the prefix TiTok 33; ALIT's stages would take hours: scripts/gpu_retrain_alit.py sizes them to a
+GPU's minutes).
 """
 
 from __future__ import annotations
