@@ -26,9 +26,12 @@ import numpy as np
 import torch
 
 import adatok
-from adatok.eval.complexity import allocation_check, image_complexity, spearman
+from adatok.eval.complexity import image_complexity
 from adatok.eval.crops import heldout_crops
 from adatok.eval.rate_distortion import rate_distortion
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from adaptive_heldout import meets_target2, meets_target3, selection_score  # noqa: E402
 
 
 def rules(curves: np.ndarray, lengths: np.ndarray) -> dict:
@@ -55,17 +58,6 @@ def rules(curves: np.ndarray, lengths: np.ndarray) -> dict:
     return out
 
 
-def score(curves: np.ndarray, lengths: np.ndarray, rows: np.ndarray, png: np.ndarray) -> dict:
-    chosen = lengths[rows]
-    alloc = allocation_check(curves, lengths.tolist(), chosen.tolist(), shuffles=20)
-    means = curves.mean(axis=1)
-    fixed_tokens = float(np.interp(alloc["chosen_psnr"], means, lengths))
-    rho = spearman(chosen.tolist(), png.tolist())
-    return {"mean_tokens": alloc["mean_tokens"], "psnr": alloc["chosen_psnr"], "vs_fixed_db": alloc["vs_fixed_db"],
-            "fewer_tokens": 1 - alloc["mean_tokens"] / fixed_tokens if alloc["chosen_psnr"] <= means[-1] else None,
-            "spearman_png": rho["rho"]}
-
-
 @torch.no_grad()  # restores the caller's grad mode
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -79,20 +71,19 @@ def main(argv=None) -> int:
     images = images[: args.max_images]
     sweep = rate_distortion(model, images, method=args.model, preview=0)
     curves, lengths = np.asarray(sweep.curves), np.asarray(sweep.lengths)
-    png = np.asarray(image_complexity(images)["png_bytes"])
-    results = {label: score(curves, lengths, rows, png) for label, rows in rules(curves, lengths).items()}
+    complexity = image_complexity(images)
+    results = {label: selection_score(curves, lengths.tolist(), lengths[rows].tolist(), complexity)
+               for label, rows in rules(curves, lengths).items()}
     print(f"{args.model} on {len(images)} held-out crops; fixed lengths {lengths.tolist()}: "
           + " / ".join(f"{m:.2f}" for m in curves.mean(axis=1)) + " dB")
     print("| rule | mean tokens | PSNR | vs fixed at same mean | fewer tokens at same PSNR | Spearman PNG | 2 | 3 |")
     print("|---|---|---|---|---|---|---|---|")
     for label, r in results.items():
         fewer = "–" if r["fewer_tokens"] is None else f"{r['fewer_tokens']:.0%}"
-        t2 = r["vs_fixed_db"] >= 0.5 or (r["fewer_tokens"] or 0) >= 0.2
-        t3 = np.nan_to_num(r["spearman_png"], nan=-1) >= 0.6
+        t2, t3 = meets_target2(r), meets_target3(r)
         print(f"| {label} | {r['mean_tokens']:.1f} | {r['psnr']:.2f} | {r['vs_fixed_db']:+.2f} dB | {fewer} "
               f"| {r['spearman_png']:.2f} | {'met' if t2 else '-'} | {'met' if t3 else '-'} |")
-    both = [label for label, r in results.items()
-            if (r["vs_fixed_db"] >= 0.5 or (r["fewer_tokens"] or 0) >= 0.2) and np.nan_to_num(r["spearman_png"], nan=-1) >= 0.6]
+    both = [label for label, r in results.items() if meets_target2(r) and meets_target3(r)]
     print(f"rules meeting both: {', '.join(both) if both else 'none'}")
     if args.json:
         args.json.write_text(json.dumps({"model": args.model, "crops": len(images), "rules": results}, indent=2))

@@ -49,12 +49,6 @@ def use_teacher(work: Path, vqgan: Path) -> None:
             shutil.copy2(vqgan / f, target / f)
 
 
-def run_one(run: str, work: Path, pools: dict, overrides: list) -> None:
-    proc = td.train(run, work, pools, {run: overrides})
-    if proc.wait() != 0:
-        raise SystemExit(f"run {run} failed (exit {proc.returncode})")
-
-
 def seconds_per_step(work: Path, run: str) -> float:
     steps, minutes = td.logged_steps_and_minutes(work / run / "log.csv")
     if steps < 1 or minutes <= 0:
@@ -100,10 +94,8 @@ def main() -> int:
         use_teacher(probe, args.vqgan)
         knobs = [*args.set, f"train.steps={args.probe_steps}", f"train.log_every={max(1, args.probe_steps // 4)}",
                  f"train.ckpt_every={args.probe_steps}"]
-        per_step = {}
-        for run in STAGE_SHARE:  # stage 2's probe continues stage 1's
-            run_one(run, probe, pools, knobs)
-            per_step[run] = seconds_per_step(probe, run)
+        td.run_stages(["alit"], probe, pools, False, {run: knobs for run in STAGE_SHARE})  # stage 2 continues 1
+        per_step = {run: seconds_per_step(probe, run) for run in STAGE_SHARE}
         # the probes' warm-up steps are slower than the rest: the plan errs on the short side
         plan.update(seconds_per_step=per_step, steps=plan_steps(per_step, args.minutes * 60),
                     probe_minutes=(time.time() - start) / 60)
@@ -111,7 +103,7 @@ def main() -> int:
         extra = {run: [*args.set, f"train.steps={n}", "train.eval_every=250"] for run, n in plan["steps"].items()}
         shutil.rmtree(probe)
     print(json.dumps(plan, indent=2), flush=True)
-    (args.out / "plan.json").write_text(json.dumps(plan, indent=2))
+    (args.out / "plan.json").write_text(json.dumps(plan, indent=2))  # now: a call cut short still returns it
     use_teacher(work, args.vqgan)
     td.run_stages(["alit"], work, pools, False, extra)
     td.finalize(work, args.hires_pool, args.out / "weights", ["alit"], 6 if args.smoke else None)

@@ -117,6 +117,7 @@ def evaluate(work: Path, pool: Path, stages: list[str]) -> dict:
     import adatok
     from adatok.eval.crops import heldout_crops
     from adatok.eval.metrics import psnr, ssim
+    from adatok.eval.rate_distortion import round8
 
     images, names = heldout_crops(pool / "heldout", 64)
     train_images, _ = heldout_crops(pool / "train", 64)
@@ -125,11 +126,8 @@ def evaluate(work: Path, pool: Path, stages: list[str]) -> dict:
     report = {"heldout": photos, "heldout_images": len(images), "training_images": len(train_images),
               "training photos": {}}
 
-    def rounded(x):  # as saved images are
-        return (x.clamp(0, 1) * 255).round() / 255
-
     def scores(recon):
-        recon = rounded(recon)
+        recon = round8(recon)  # as saved images are
         return {"psnr": float(psnr(recon, images).mean()), "ssim": float(ssim(recon, images).mean())}
 
     def thumbnail(side):  # a plain baseline for scale: area-shrink, bilinear back up
@@ -164,7 +162,7 @@ def evaluate(work: Path, pool: Path, stages: list[str]) -> dict:
                     report[name][f"rate-distortion lam={lam:g} dB/token"] = {
                         **scores(sel.images), "mean_tokens": float(sel.tokens.lengths.float().mean())}
             longest = model.sweep(train_images, (model.max_tokens,)).images[0]
-        report["training photos"][name] = float(psnr(rounded(longest), train_images).mean())
+        report["training photos"][name] = float(psnr(round8(longest), train_images).mean())
     return report
 
 

@@ -45,8 +45,9 @@ def test_psnr_lagrangian_is_the_librarys(tmp_path):
     with torch.no_grad():
         sweep = model.sweep(images)
         from adatok.eval.metrics import psnr
+        from adatok.eval.rate_distortion import round8
 
-        curves = np.stack([psnr((x.clamp(0, 1) * 255).round() / 255, images).numpy() for x in sweep.images])
+        curves = np.stack([psnr(round8(x), images).numpy() for x in sweep.images])
         ours = np.asarray(sweep.lengths)[selection_rules.rules(curves, np.asarray(sweep.lengths))["PSNR Lagrangian 0.1 dB/token"]]
         lib = select_lagrangian(model, images, 0.1).tokens.lengths.numpy()
     assert ours.tolist() == lib.tolist()

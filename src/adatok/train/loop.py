@@ -291,6 +291,7 @@ class Trainer:
         grid). Leaves every RNG and the model's mode as they were (an evaluated run resumes exactly);
         with ``train.keep_best`` a new best is exported to OUT/best."""
         from ..eval.metrics import psnr
+        from ..eval.rate_distortion import round8
 
         model = self.ema.model if self.ema else self.raw["model"]
         was_training = model.training
@@ -301,8 +302,7 @@ class Trainer:
                 self.info.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None):
             for chunk in images.split(batch_size):
                 chunk = chunk.to(self.info.device)
-                recon = self.task.samples(chunk, model)[-1].float().clamp(0, 1)
-                values.append(psnr((recon * 255).round() / 255, chunk.float()).cpu())
+                values.append(psnr(round8(self.task.samples(chunk, model)[-1]), chunk.float()).cpu())
         model.train(was_training)
         value = float(torch.cat(values).mean())
         if self.cfg.train.keep_best and math.isfinite(value) and (self.best is None or value > self.best["heldout_psnr"]):
